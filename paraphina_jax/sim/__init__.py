@@ -1,0 +1,1 @@
+"""The canonical five-venue market simulator and vectorised episodes (SIMULATION.md §2–§5, §11)."""

@@ -1,0 +1,428 @@
+"""Data ingestion and accounting, JAX engine (STRATEGY.md §5).
+
+Pure functions on one environment (per-venue arrays `[N]`, pending markouts `[N, M]`, MM slots
+`[N, 2]`); callers vmap them. Everything is masked array arithmetic:
+
+* §5.1 book updates and local vols (:func:`apply_book_update`);
+* §5.2 margin / liquidation snapshots (:func:`apply_account_snapshot`);
+* §5.3 fills, PnL accounting, MM slot clearing and pending markouts (:func:`apply_fill`,
+  :func:`apply_fills` — a `lax.scan` over the `[K]` fills — and
+  :func:`inject_initial_position`), funding accrual D5 (:func:`settle_funding`);
+* §5.4 the post-batch mark-to-fair recompute (:func:`recompute_exposures`);
+* §5.5 the per-TAO markout value (:func:`markout_value`).
+
+A single fill touches one venue: it is selected with a one-hot `[N]` mask and the markout push
+is a masked one-hot write into the FIFO prefix `[0, pm_count)` (a left shift of that venue's row
+when the queue is full), so no `[N, M]` gather is needed. Sums over venues are unrolled in
+venue order from 0.0, as the original accumulates them (same bits as the NumPy reference).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+from jax import lax
+
+from paraphina_jax.config.types import SIDE_BUY, SIDE_SELL, StrategyConfig
+from paraphina_jax.strategy.common import fair_value_or_prev
+from paraphina_jax.strategy.types import AccountInputs, BookInputs, FillBatch, StrategyState
+
+Array = Any
+
+_LN_MID_FLOOR = 1e-6  # §5.1: ln(max(mid, 1e-6))
+_INJECT_MIN_ABS_TAO = 1e-9  # SIMULATION §5: |q0| < 1e-9 ⇒ no injection
+
+
+def _seq_sum(x: Array) -> Array:
+    """`[N]` -> `[]`: sum in venue order starting from 0.0."""
+    acc = jnp.zeros((), x.dtype)
+    for i in range(x.shape[-1]):
+        acc = acc + x[i]
+    return acc
+
+
+def _pick(onehot: Array, x: Array) -> Array:
+    """Value of `x [N]` at the single True entry of `onehot [N]` (0 when none)."""
+    return jnp.sum(jnp.where(onehot, x, jnp.zeros((), x.dtype)))
+
+
+# ---------------------------------------------------------------------------------------------
+# §5.1 Book updates
+# ---------------------------------------------------------------------------------------------
+
+
+def apply_book_update(
+    state: StrategyState, book: BookInputs, now_ms: Array, cfg: StrategyConfig
+) -> StrategyState:
+    """§5.1 top-of-book update of every venue with `book.updated`.
+
+    Both sides present (size > 0): mid = (bid + ask)/2, spread = ask − bid (crossed books stored
+    as is), last mid/book update = now, D4 USD depth |bid·bid_sz| + |ask·ask_sz|, local vols
+    updated from ln(max(mid, 1e-6)). A side empty: only last book update = now and depth 0.
+    Any non-finite price or size rejects that venue's update whole.
+
+    Args:
+      state: current state.
+      book: level-0 prices and sizes, `[N]` each.
+      now_ms: `[]` int update time.
+      cfg: config (local vol alphas = fair-value vol alphas).
+    """
+    v = state.venues
+    bp, bs, ap, az = book.bid_px, book.bid_sz, book.ask_px, book.ask_sz
+    finite = jnp.isfinite(bp) & jnp.isfinite(bs) & jnp.isfinite(ap) & jnp.isfinite(az)
+    upd = book.updated & finite
+    both = upd & (bs > 0) & (az > 0)
+
+    mid_new = (bp + ap) / 2.0
+    spread_new = ap - bp
+    bn = jnp.abs(bp * bs)
+    an = jnp.abs(ap * az)
+    depth_new = jnp.where(jnp.isfinite(bn) & jnp.isfinite(an), bn + an, 0.0)
+
+    a_s = cfg.vol.fv_vol_alpha_short
+    a_l = cfg.vol.fv_vol_alpha_long
+    ln_mid = jnp.log(jnp.maximum(mid_new, _LN_MID_FLOOR))
+    r = ln_mid - v.prev_ln_mid
+    r2 = r * r
+    var_s = (1.0 - a_s) * (v.local_vol_short * v.local_vol_short) + a_s * r2
+    var_l = (1.0 - a_l) * (v.local_vol_long * v.local_vol_long) + a_l * r2
+    vol_upd = both & v.has_prev_ln_mid
+
+    now_i = jnp.asarray(now_ms).astype(v.last_book_update_ms.dtype)
+    venues = v.replace(
+        mid=jnp.where(both, mid_new, v.mid),
+        spread=jnp.where(both, spread_new, v.spread),
+        has_mid=v.has_mid | both,
+        depth_near_mid=jnp.where(both, depth_new, jnp.where(upd, 0.0, v.depth_near_mid)),
+        last_mid_update_ms=jnp.where(both, now_i, v.last_mid_update_ms),
+        has_mid_update=v.has_mid_update | both,
+        last_book_update_ms=jnp.where(upd, now_i, v.last_book_update_ms),
+        has_book_update=v.has_book_update | upd,
+        local_vol_short=jnp.where(vol_upd, jnp.sqrt(jnp.maximum(var_s, 0.0)), v.local_vol_short),
+        local_vol_long=jnp.where(vol_upd, jnp.sqrt(jnp.maximum(var_l, 0.0)), v.local_vol_long),
+        prev_ln_mid=jnp.where(both, ln_mid, v.prev_ln_mid),
+        has_prev_ln_mid=v.has_prev_ln_mid | both,
+    )
+    return state.replace(venues=venues)
+
+
+# ---------------------------------------------------------------------------------------------
+# §5.2 Balance, margin and liquidation
+# ---------------------------------------------------------------------------------------------
+
+
+def apply_account_snapshot(
+    state: StrategyState,
+    acct: AccountInputs,
+    now_ms: Array,
+    cfg: StrategyConfig,
+    h1_quirks: bool = False,
+) -> StrategyState:
+    """§5.2 account snapshot of every venue with `acct.updated`.
+
+    With `acct.has_price_liq`: `price_liq` is stored and `dist_liq = |m_v − price_liq|/(σ_eff·S)`
+    with the state's current σ_eff and fair value (kept when mid, fair value or σ_eff is not
+    valid). Otherwise (constant mode, [IMPL]) `dist_liq = acct.dist_liq_sigma` and
+    `price_liq = m_v − dist_liq·σ_eff·S` is back-computed when valid (else the old one stays).
+    `avg_entry_price` is zeroed where the position is 0.
+
+    Args:
+      state: current state.
+      acct: snapshot fields, `[N]` each.
+      now_ms: `[]` int snapshot time.
+      cfg: config.
+      h1_quirks: static; also set `last_mid_update_ms = now` on venues that never had a mid
+        update (H1 runner).
+    """
+    del cfg
+    v = state.venues
+    s = state.fair_value
+    sig = state.sigma_eff
+    s_ok = state.has_fair_value & jnp.isfinite(s) & jnp.isfinite(sig) & (s > 0) & (sig > 0)
+    upd = acct.updated
+    ok = upd & v.has_mid & s_ok
+    use_pl = upd & acct.has_price_liq
+    const = upd & ~acct.has_price_liq
+
+    dist_from_pl = jnp.abs(v.mid - acct.price_liq) / (sig * s)
+    pl_back = v.mid - acct.dist_liq_sigma * sig * s
+    dist = jnp.where(
+        use_pl & ok, dist_from_pl, jnp.where(const, acct.dist_liq_sigma, v.dist_liq_sigma)
+    )
+    price_liq = jnp.where(use_pl, acct.price_liq, jnp.where(const & ok, pl_back, v.price_liq))
+    zero_avg = upd & ~(jnp.abs(v.position_tao) > 0)
+
+    last_mid = v.last_mid_update_ms
+    has_mid_update = v.has_mid_update
+    if h1_quirks:
+        quirk = upd & ~v.has_mid_update
+        last_mid = jnp.where(quirk, jnp.asarray(now_ms).astype(last_mid.dtype), last_mid)
+        has_mid_update = has_mid_update | quirk
+
+    venues = v.replace(
+        margin_balance_usd=jnp.where(upd, acct.margin_balance_usd, v.margin_balance_usd),
+        margin_used_usd=jnp.where(upd, acct.margin_used_usd, v.margin_used_usd),
+        margin_available_usd=jnp.where(upd, acct.margin_available_usd, v.margin_available_usd),
+        price_liq=price_liq,
+        has_price_liq=v.has_price_liq | use_pl | (const & ok),
+        dist_liq_sigma=dist,
+        avg_entry_price=jnp.where(zero_avg, 0.0, v.avg_entry_price),
+        last_mid_update_ms=last_mid,
+        has_mid_update=has_mid_update,
+    )
+    return state.replace(venues=venues)
+
+
+# ---------------------------------------------------------------------------------------------
+# §5.3 Fills and PnL accounting
+# ---------------------------------------------------------------------------------------------
+
+
+def _fill(
+    state: StrategyState,
+    venue: Array,
+    side: Array,
+    size: Array,
+    price: Array,
+    fee_bps: Array,
+    order_id: Array,
+    valid: Array,
+    now_ms: Array,
+    cfg: StrategyConfig,
+    record: bool,
+) -> StrategyState:
+    """One fill (§5.3), a no-op where `valid` is False or the fill is malformed."""
+    v = state.venues
+    n = v.position_tao.shape[-1]
+    fdt = v.position_tao.dtype
+    size = jnp.asarray(size, fdt)
+    price = jnp.asarray(price, fdt)
+    fee_bps = jnp.asarray(fee_bps, fdt)
+    venue = jnp.asarray(venue)
+    side = jnp.asarray(side)
+    valid = (
+        jnp.asarray(valid, bool)
+        & (venue >= 0)
+        & (venue < n)
+        & ((side == SIDE_BUY) | (side == SIDE_SELL))
+        & jnp.isfinite(size)
+        & jnp.isfinite(price)
+        & jnp.isfinite(fee_bps)
+        & (size > 0)
+        & (price > 0)
+    )
+    oh = (jnp.arange(n) == venue) & valid  # [N]
+
+    q0 = _pick(oh, v.position_tao)
+    p0 = _pick(oh, v.avg_entry_price)
+    d = jnp.where(side == SIDE_BUY, size, -size)
+    fee = (fee_bps / 1e4) * price * size
+    aq0, ad = jnp.abs(q0), jnp.abs(d)
+    # Same direction: VWAP entry (an exactly flat result ⇒ 0, 0).
+    q_same = q0 + d
+    flat_same = q_same == 0
+    avg_same = (p0 * aq0 + price * ad) / (aq0 + ad)
+    # Opposite direction: realise the closed part, then partial close / flip / flat.
+    c = jnp.minimum(ad, aq0)
+    pnl_close = jnp.where(q0 > 0, (price - p0) * c, (p0 - price) * c)
+    q_opp = jnp.where(aq0 == ad, 0.0, q0 + d)
+    avg_opp = jnp.where(aq0 > ad, p0, jnp.where(aq0 < ad, price, 0.0))
+
+    opening = q0 == 0
+    same = (q0 > 0) == (d > 0)
+    q_new = jnp.where(opening, d, jnp.where(same, jnp.where(flat_same, 0.0, q_same), q_opp))
+    avg_new = jnp.where(
+        opening, price, jnp.where(same, jnp.where(flat_same, 0.0, avg_same), avg_opp)
+    )
+    realised = jnp.where(opening | same | ~(c > 0), 0.0, pnl_close) - fee
+
+    daily_realised = jnp.where(valid, state.daily_realised_pnl + realised, state.daily_realised_pnl)
+    total = jnp.where(valid, daily_realised + state.daily_unrealised_pnl, state.daily_pnl_total)
+    upd: dict[str, Array] = {
+        "position_tao": jnp.where(oh, q_new, v.position_tao),
+        "avg_entry_price": jnp.where(oh, avg_new, v.avg_entry_price),
+    }
+
+    if record:
+        order_id = jnp.asarray(order_id)
+        slot = v.mm_has & (v.mm_id == order_id) & oh[:, None] & (order_id >= 0)  # [N, 2]
+        upd["mm_has"] = v.mm_has & ~slot
+        seq = _pick(oh, v.fill_seq)
+        upd["fill_seq"] = v.fill_seq + oh.astype(v.fill_seq.dtype)
+
+        s = fair_value_or_prev(state)
+        fair = jnp.where(jnp.isnan(s), 1.0, jnp.maximum(s, 1.0))  # f64::max semantics
+        mid = jnp.where(jnp.any(oh & v.has_mid), _pick(oh, v.mid), fair)
+        t_eval = jnp.asarray(now_ms) + cfg.toxicity.markout_horizon_short_ms
+
+        m = v.pm_size.shape[-1]
+        count = _pick(oh, v.pm_count)
+        full = count >= m
+        write = oh[:, None] & (jnp.arange(m) == jnp.minimum(count, m - 1))[None, :]  # [N, M]
+        shift = (oh & full)[:, None]  # [N, 1]
+
+        def push(arr: Array, value: Array) -> Array:
+            shifted = jnp.concatenate([arr[:, 1:], arr[:, -1:]], axis=1)
+            kept = jnp.where(shift, shifted, arr)
+            return jnp.where(write, jnp.asarray(value).astype(arr.dtype), kept)
+
+        upd["pm_t_eval_ms"] = push(v.pm_t_eval_ms, t_eval)
+        upd["pm_side"] = push(v.pm_side, side)
+        upd["pm_size"] = push(v.pm_size, size)
+        upd["pm_price"] = push(v.pm_price, price)
+        upd["pm_fair_at_fill"] = push(v.pm_fair_at_fill, fair)
+        upd["pm_mid_at_fill"] = push(v.pm_mid_at_fill, mid)
+        upd["pm_fill_seq"] = push(v.pm_fill_seq, seq)
+        upd["pm_count"] = jnp.where(oh, jnp.minimum(count + 1, m), v.pm_count)
+
+    return state.replace(
+        venues=v.replace(**upd), daily_realised_pnl=daily_realised, daily_pnl_total=total
+    )
+
+
+def apply_fill(
+    state: StrategyState,
+    venue: Array,
+    side: Array,
+    size: Array,
+    price: Array,
+    fee_bps: Array,
+    purpose: Array,
+    order_id: Array,
+    now_ms: Array,
+    cfg: StrategyConfig,
+    *,
+    record: bool = True,
+) -> StrategyState:
+    """Apply one fill (§5.3). An invalid fill is dropped whole.
+
+    Validity: venue in [0, N), side ±1, finite size > 0, finite price > 0, finite fee.
+    Accounting: position, average entry, `daily_realised_pnl += realised − fee`,
+    `daily_pnl_total = realised + (not yet recomputed) unrealised`. With `record` also: clear the
+    MM slot holding `order_id` on that venue (fills are complete), take the next per-venue
+    `fill_seq` and push a pending markout due at `now + MARKOUT_HORIZON_SHORT_MS` holding the
+    venue mid at fill (else `max(S, 1)`) and `max(S, 1)`, S = fair value or its previous value;
+    a full queue drops its oldest entry.
+
+    Args:
+      venue, side, size, price, fee_bps, order_id: `[]` scalars (order_id −1 = none).
+      purpose: `[]` PURPOSE_* code (the state keeps no per-fill ledger; informational).
+      now_ms: `[]` int application time.
+      record: static; False = accounting only (H2 fills, initial inventory).
+    """
+    del purpose  # not part of the state (no recent-fill ring)
+    return _fill(state, venue, side, size, price, fee_bps, order_id, True, now_ms, cfg, record)
+
+
+def apply_fills(
+    state: StrategyState,
+    fills: FillBatch,
+    now_ms: Array,
+    cfg: StrategyConfig,
+    *,
+    record: bool = True,
+) -> StrategyState:
+    """Apply the `[K]` fills of a batch in order (`lax.scan`; `valid = False` entries are no-ops)."""
+
+    def body(st: StrategyState, f: FillBatch) -> tuple[StrategyState, None]:
+        st = _fill(
+            st,
+            f.venue,
+            f.side,
+            f.size,
+            f.price,
+            f.fee_bps,
+            f.order_id,
+            f.valid,
+            now_ms,
+            cfg,
+            record,
+        )
+        return st, None
+
+    state, _ = lax.scan(body, state, fills)
+    return state
+
+
+def inject_initial_position(
+    state: StrategyState, q0: Array, price: Array, cfg: StrategyConfig
+) -> StrategyState:
+    """Initial inventory (SIMULATION §5): fee-free accounting-only fill of |q0| on venue 0.
+
+    Buy if q0 > 0, sell if q0 < 0; skipped when |q0| < 1e-9.
+    """
+    q0 = jnp.asarray(q0, state.venues.position_tao.dtype)
+    side = jnp.where(q0 > 0, SIDE_BUY, SIDE_SELL)
+    valid = jnp.abs(q0) >= _INJECT_MIN_ABS_TAO
+    return _fill(state, 0, side, jnp.abs(q0), price, 0.0, -1, valid, 0, cfg, False)
+
+
+def settle_funding(
+    state: StrategyState, settle_mask: Array, mark: Array, cfg: StrategyConfig
+) -> StrategyState:
+    """D5 funding accrual at settlement: `realised −= f8_v·q_v·mark_v` for each settling venue.
+
+    Longs pay when the rate is positive; venues with a non-finite payment are skipped. A no-op
+    unless the static `cfg.flags.funding_accrual`. `daily_pnl_total = realised + unrealised`.
+
+    Args:
+      settle_mask: `[N]` bool, venues settling now.
+      mark: `[N]` settlement mark price.
+    """
+    if not cfg.flags.funding_accrual:
+        return state
+    v = state.venues
+    pay = v.funding_8h * v.position_tao * mark
+    apply = settle_mask & jnp.isfinite(pay)
+    realised = state.daily_realised_pnl
+    for i in range(pay.shape[-1]):
+        realised = jnp.where(apply[i], realised - pay[i], realised)
+    return state.replace(
+        daily_realised_pnl=realised, daily_pnl_total=realised + state.daily_unrealised_pnl
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# §5.4 Post-batch recompute ("mark to fair") and §5.5 markout value
+# ---------------------------------------------------------------------------------------------
+
+
+def recompute_exposures(state: StrategyState, cfg: StrategyConfig) -> StrategyState:
+    """§5.4 mark to fair: q_t, Δ$, B, B_gross, unrealised and total PnL.
+
+    S = fair value if present else its previous value; all exposures are 0 (total = realised)
+    when S is not finite or ≤ 0. Sums run in venue order.
+    """
+    del cfg
+    v = state.venues
+    s = fair_value_or_prev(state)
+    ok = jnp.isfinite(s) & (s > 0)
+    q = v.position_tao
+    b = jnp.where(v.has_mid, v.mid, s) - s
+    q_t = _seq_sum(q)
+    dd = _seq_sum(q * s)
+    basis = _seq_sum(q * b)
+    gross = _seq_sum(jnp.abs(q) * jnp.abs(b))
+    unreal = _seq_sum(jnp.where(q != 0, q * (s - v.avg_entry_price), 0.0))
+
+    def z(x: Array) -> Array:
+        return jnp.where(ok, x, jnp.zeros_like(x))
+
+    unreal = z(unreal)
+    return state.replace(
+        q_global_tao=z(q_t),
+        dollar_delta_usd=z(dd),
+        basis_usd=z(basis),
+        basis_gross_usd=z(gross),
+        daily_unrealised_pnl=unreal,
+        daily_pnl_total=state.daily_realised_pnl + unreal,
+    )
+
+
+def markout_value(side: Array, price: Array, mid_now: Array) -> Array:
+    """§5.5 [IMPL] per-TAO markout against the venue mid: buy ⇒ mid − price, sell ⇒ price − mid.
+
+    Shapes broadcast (e.g. `[N, M]` pending entries against `[N, 1]` mids).
+    """
+    return jnp.where(side == SIDE_BUY, mid_now - price, price - mid_now)
