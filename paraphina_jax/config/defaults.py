@@ -95,6 +95,7 @@ def reference_parity_flags(**overrides: object) -> Flags:
         venue_dev_disable=False,
         toxicity_model="markout_v2",
         size_cap_order="ref",
+        order_keep_dangerous_in_tol=False,
         paper_pnl_masks_other_kills=True,
         as_sigma_in_price_units=False,
         control_surface_mode="ref_env",

@@ -273,6 +273,7 @@ class Flags:
     venue_dev_disable: bool = True  # D22
     toxicity_model: str = "markout_v2"  # D23: "markout_v2" | "spec_v1"
     size_cap_order: str = "ref"  # D24: "ref" | "spec"
+    order_keep_dangerous_in_tol: bool = False  # D25: True = spec (keep within tolerance)
     paper_pnl_masks_other_kills: bool = False  # D27
     as_sigma_in_price_units: bool = False  # §7.2 dimensional note
     control_surface_mode: str = "rec"  # "rec" (spec appendix) | "ref_env" (H3 quirks)

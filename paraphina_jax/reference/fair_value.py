@@ -94,20 +94,20 @@ def _init_candidates(state: StrategyState, fresh: np.ndarray, cfg: StrategyConfi
     return out
 
 
-def init_log_fair_value(state: StrategyState, now_ms: int, cfg: StrategyConfig) -> float:
-    """§6.3 initialisation value x̂_0 = ln(median of candidate mids), else ln(S_prev), else ln 250.
+def init_fair_value(state: StrategyState, now_ms: int, cfg: StrategyConfig) -> float:
+    """§6.3 initialisation value S_0 (x̂_0 = ln S_0).
 
-    Median: sort the mids; odd count ⇒ the middle one, even ⇒ the mean of the two middle ones.
+    The median of the candidate mids (sorted; odd count ⇒ the middle one, even ⇒ the mean of the
+    two middle ones), else S_prev if > 0, else 250.
     """
     cand = _init_candidates(state, _fresh(state, now_ms, cfg), cfg)
     mids = sorted(float(state.venues.mid[v]) for v in range(cfg.n_venues) if cand[v])
     k = len(mids)
     if k > 0:
         lo, hi = mids[(k - 1) // 2], mids[k // 2]
-        med = lo if k % 2 == 1 else 0.5 * (lo + hi)
-        return _log(med)
+        return lo if k % 2 == 1 else 0.5 * (lo + hi)
     s_prev = _s_prev(state)
-    return _log(s_prev) if s_prev > 0.0 else _log(S_FALLBACK)
+    return s_prev if s_prev > 0.0 else S_FALLBACK
 
 
 def kf_eligibility(state: StrategyState, now_ms: int, cfg: StrategyConfig) -> np.ndarray:
@@ -117,8 +117,8 @@ def kf_eligibility(state: StrategyState, now_ms: int, cfg: StrategyConfig) -> np
     2. mid update present and ``now − last_mid_update_ms ≤ stale_ms`` (D1 threshold);
     3. mid, spread, depth finite and > 0;
     4. outlier gate ``|m − S_prev|/S_prev ≤ MAX_MID_JUMP_PCT`` when the previous tick had
-       ``fv_available`` and a valid S_prev; with D7 [SPEC] also against S_0 = exp(x̂_0) on an
-       initialisation tick.
+       ``fv_available`` and a valid S_prev; with D7 [SPEC] also against the initialisation
+       value S_0 on an initialisation tick.
 
     The ablation ``disable_fair_value_gating`` acts on the quoting gate (§11.1), not here.
 
@@ -136,7 +136,7 @@ def kf_eligibility(state: StrategyState, now_ms: int, cfg: StrategyConfig) -> np
     s_prev = _s_prev(state)
     gate_prev = bool(state.fv_available) and _valid(s_prev)
     gate_init = cfg.flags.kf_outlier_gate_after_init and _uninitialised(state, cfg)
-    s0 = _exp(init_log_fair_value(state, now_ms, cfg)) if gate_init else 0.0
+    s0 = init_fair_value(state, now_ms, cfg) if gate_init else 0.0
     jump = float(cfg.book.max_mid_jump_pct)
     out = np.zeros(n, dtype=bool)
     for v in range(n):
@@ -173,7 +173,9 @@ def observation_noise(state: StrategyState, cfg: StrategyConfig) -> np.ndarray:
         depth = np.float64(vs.depth_near_mid[v])
         with np.errstate(all="ignore"):  # invalid books give inf/NaN, mapped to R_MAX below
             rel = np.maximum(spr / m, _REL_SPREAD_FLOOR)
-            r = float(r_min + float(b.kf_r_a) * (rel * rel) + float(b.kf_r_b) / (depth + _DEPTH_EPS))
+            r = float(
+                r_min + float(b.kf_r_a) * (rel * rel) + float(b.kf_r_b) / (depth + _DEPTH_EPS)
+            )
         if not _valid(r):
             r = r_max
         out[v] = min(max(r, r_min), r_max)
@@ -203,7 +205,7 @@ def update_fair_value(
     last = int(state.kf_last_update_ms)
     dt_ms = max(int(now_ms) - last, 1) if last > 0 else DT_FIRST_MS
     if _uninitialised(state, cfg):
-        x = init_log_fair_value(state, now_ms, cfg)
+        x = _log(init_fair_value(state, now_ms, cfg))
         p = p_init
     else:
         x = float(state.kf_x_hat)

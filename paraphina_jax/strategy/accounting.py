@@ -24,7 +24,7 @@ from typing import Any
 import jax.numpy as jnp
 from jax import lax
 
-from paraphina_jax.config.types import SIDE_BUY, SIDE_SELL, StrategyConfig
+from paraphina_jax.config.types import PURPOSE_INJECT, SIDE_BUY, SIDE_SELL, StrategyConfig
 from paraphina_jax.strategy.common import fair_value_or_prev
 from paraphina_jax.strategy.types import AccountInputs, BookInputs, FillBatch, StrategyState
 
@@ -178,44 +178,41 @@ def apply_account_snapshot(
 # §5.3 Fills and PnL accounting
 # ---------------------------------------------------------------------------------------------
 
+_PM_FIELDS = (
+    "pm_t_eval_ms",
+    "pm_side",
+    "pm_size",
+    "pm_price",
+    "pm_fair_at_fill",
+    "pm_mid_at_fill",
+    "pm_fill_seq",
+)
 
-def _fill(
-    state: StrategyState,
-    venue: Array,
-    side: Array,
-    size: Array,
-    price: Array,
-    fee_bps: Array,
-    order_id: Array,
-    valid: Array,
-    now_ms: Array,
-    cfg: StrategyConfig,
-    record: bool,
-) -> StrategyState:
-    """One fill (§5.3), a no-op where `valid` is False or the fill is malformed."""
-    v = state.venues
-    n = v.position_tao.shape[-1]
-    fdt = v.position_tao.dtype
-    size = jnp.asarray(size, fdt)
-    price = jnp.asarray(price, fdt)
-    fee_bps = jnp.asarray(fee_bps, fdt)
-    venue = jnp.asarray(venue)
-    side = jnp.asarray(side)
-    valid = (
-        jnp.asarray(valid, bool)
-        & (venue >= 0)
-        & (venue < n)
-        & ((side == SIDE_BUY) | (side == SIDE_SELL))
-        & jnp.isfinite(size)
-        & jnp.isfinite(price)
-        & jnp.isfinite(fee_bps)
-        & (size > 0)
-        & (price > 0)
+
+def _fill_valid(fills: FillBatch, n: int) -> Array:
+    """`[K]` §5.3 validity: flagged valid, venue in [0, N), side ±1, finite size/price > 0,
+    finite fee."""
+    return (
+        fills.valid
+        & (fills.venue >= 0)
+        & (fills.venue < n)
+        & ((fills.side == SIDE_BUY) | (fills.side == SIDE_SELL))
+        & jnp.isfinite(fills.size)
+        & jnp.isfinite(fills.price)
+        & jnp.isfinite(fills.fee_bps)
+        & (fills.size > 0)
+        & (fills.price > 0)
     )
-    oh = (jnp.arange(n) == venue) & valid  # [N]
 
-    q0 = _pick(oh, v.position_tao)
-    p0 = _pick(oh, v.avg_entry_price)
+
+def _account_step(
+    carry: tuple[Array, Array, Array], fill: tuple[Array, ...]
+) -> tuple[tuple[Array, Array, Array], None]:
+    """§5.3 exact accounting of one fill on carry (position [N], avg entry [N], realised [])."""
+    q, avg, realised_total = carry
+    oh, side, size, price, fee_bps = fill  # oh: [N] one-hot of the venue, all False if invalid
+    q0 = _pick(oh, q)
+    p0 = _pick(oh, avg)
     d = jnp.where(side == SIDE_BUY, size, -size)
     fee = (fee_bps / 1e4) * price * size
     aq0, ad = jnp.abs(q0), jnp.abs(d)
@@ -236,48 +233,155 @@ def _fill(
         opening, price, jnp.where(same, jnp.where(flat_same, 0.0, avg_same), avg_opp)
     )
     realised = jnp.where(opening | same | ~(c > 0), 0.0, pnl_close) - fee
+    any_ = jnp.any(oh)
+    return (
+        jnp.where(oh, q_new, q),
+        jnp.where(oh, avg_new, avg),
+        jnp.where(any_, realised_total + realised, realised_total),
+    ), None
 
-    daily_realised = jnp.where(valid, state.daily_realised_pnl + realised, state.daily_realised_pnl)
-    total = jnp.where(valid, daily_realised + state.daily_unrealised_pnl, state.daily_pnl_total)
-    upd: dict[str, Array] = {
-        "position_tao": jnp.where(oh, q_new, v.position_tao),
-        "avg_entry_price": jnp.where(oh, avg_new, v.avg_entry_price),
+
+def _push_markouts(
+    state: StrategyState,
+    fills: FillBatch,
+    oh: Array,
+    now_ms: Array,
+    cfg: StrategyConfig,
+) -> dict[str, Array]:
+    """Append the valid fills to their venues' FIFO queues `[0, pm_count)` in batch order.
+
+    Sequential semantics (push, drop the oldest beyond capacity M) computed at once: fill k
+    has rank r_k among the batch's fills on its venue, the row keeps its last M of
+    `count + n_v` entries, so old entries move left by `drop_v = max(count + n_v − M, 0)` and fill
+    k lands at `count + r_k − drop_v` (dropped when negative). New entries are one scatter per
+    field (K updates); the left shift runs in a `while_loop` that takes zero iterations unless
+    some queue overflows (under vmap: unless any environment's queue overflows), so the common
+    case never rewrites the `[N, M]` arrays.
+
+    Returns the updated `pm_*` fields and `fill_seq`.
+    """
+    v = state.venues
+    m = v.pm_size.shape[-1]
+    cnt = v.pm_count
+    ohi = oh.astype(cnt.dtype)  # [K, N]
+    rank = jnp.sum((jnp.cumsum(ohi, axis=0) - ohi) * ohi, axis=1)  # [K]
+    n_new = jnp.sum(ohi, axis=0)  # [N]
+    drop = jnp.maximum(cnt + n_new - m, 0)  # [N]
+    valid = jnp.any(oh, axis=1)  # [K]
+    pos = jnp.sum(ohi * (cnt - drop)[None, :], axis=1) + rank  # [K]
+    row = jnp.where(valid & (pos >= 0), fills.venue, v.pm_count.shape[-1])  # N ⇒ dropped
+    seq = jnp.sum(ohi * v.fill_seq[None, :], axis=1) + rank
+
+    s = fair_value_or_prev(state)
+    fair = jnp.where(jnp.isnan(s), 1.0, jnp.maximum(s, 1.0))  # f64::max semantics
+    mid_v = jnp.where(v.has_mid, v.mid, fair)  # [N] mid at fill, fallback max(S, 1)
+    mid = jnp.sum(jnp.where(oh, mid_v[None, :], 0.0), axis=1)
+    t_eval = jnp.asarray(now_ms) + cfg.toxicity.markout_horizon_short_ms
+    k = fills.venue.shape[0]
+    values = {
+        "pm_t_eval_ms": jnp.broadcast_to(t_eval, (k,)),
+        "pm_side": fills.side,
+        "pm_size": fills.size,
+        "pm_price": fills.price,
+        "pm_fair_at_fill": jnp.broadcast_to(fair, (k,)),
+        "pm_mid_at_fill": mid,
+        "pm_fill_seq": seq,
     }
+    arrs = tuple(getattr(v, name) for name in _PM_FIELDS)
 
+    def shift_cond(c: tuple[tuple[Array, ...], Array]) -> Array:
+        return jnp.any(c[1] > 0)
+
+    def shift_body(c: tuple[tuple[Array, ...], Array]) -> tuple[tuple[Array, ...], Array]:
+        a_s, d = c
+        src = jnp.minimum(jnp.arange(m)[None, :] + d[:, None], m - 1)  # [N, M]
+        return tuple(jnp.take_along_axis(a, src, axis=1) for a in a_s), jnp.zeros_like(d)
+
+    arrs, _ = lax.while_loop(shift_cond, shift_body, (arrs, drop))
+    out = {
+        name: a.at[row, pos].set(values[name].astype(a.dtype), mode="drop")
+        for name, a in zip(_PM_FIELDS, arrs)
+    }
+    out["pm_count"] = jnp.minimum(cnt + n_new, m)
+    out["fill_seq"] = v.fill_seq + n_new.astype(v.fill_seq.dtype)
+    return out
+
+
+def apply_fills(
+    state: StrategyState,
+    fills: FillBatch,
+    now_ms: Array,
+    cfg: StrategyConfig,
+    *,
+    record: bool = True,
+) -> StrategyState:
+    """Apply the `[K]` fills of a batch in order (§5.3); invalid entries are dropped whole.
+
+    Validity: `valid`, venue in [0, N), side ±1, finite size > 0, finite price > 0, finite fee.
+    Accounting (a `lax.scan` over K, the only sequential part): position, average entry,
+    `daily_realised_pnl += realised − fee`; `daily_pnl_total = realised + (not yet recomputed)
+    unrealised` when any fill applied. With the static `record` also, for every valid fill:
+    clear the MM slot holding its `order_id` on its venue (fills are complete), take the next
+    per-venue `fill_seq` and push a pending markout due at `now + MARKOUT_HORIZON_SHORT_MS` with
+    the venue mid at fill (else `max(S, 1)`) and `max(S, 1)`, S = fair value or its previous
+    value (neither changes with fills); full queues drop their oldest entries.
+    `record=False` = accounting only (H2 fills, initial inventory).
+
+    Args:
+      fills: `[K]` batch.
+      now_ms: `[]` int application time.
+    """
+    v = state.venues
+    n = v.position_tao.shape[-1]
+    fdt = v.position_tao.dtype
+    fills = fills.replace(
+        size=fills.size.astype(fdt),
+        price=fills.price.astype(fdt),
+        fee_bps=fills.fee_bps.astype(fdt),
+    )
+    valid = _fill_valid(fills, n)
+    oh = (fills.venue[:, None] == jnp.arange(n)[None, :]) & valid[:, None]  # [K, N]
+    xs = (oh, fills.side, fills.size, fills.price, fills.fee_bps)
+    carry0 = (v.position_tao, v.avg_entry_price, state.daily_realised_pnl)
+    (q, avg, realised), _ = lax.scan(_account_step, carry0, xs)
+    total = jnp.where(jnp.any(valid), realised + state.daily_unrealised_pnl, state.daily_pnl_total)
+    upd: dict[str, Array] = {"position_tao": q, "avg_entry_price": avg}
     if record:
-        order_id = jnp.asarray(order_id)
-        slot = v.mm_has & (v.mm_id == order_id) & oh[:, None] & (order_id >= 0)  # [N, 2]
-        upd["mm_has"] = v.mm_has & ~slot
-        seq = _pick(oh, v.fill_seq)
-        upd["fill_seq"] = v.fill_seq + oh.astype(v.fill_seq.dtype)
-
-        s = fair_value_or_prev(state)
-        fair = jnp.where(jnp.isnan(s), 1.0, jnp.maximum(s, 1.0))  # f64::max semantics
-        mid = jnp.where(jnp.any(oh & v.has_mid), _pick(oh, v.mid), fair)
-        t_eval = jnp.asarray(now_ms) + cfg.toxicity.markout_horizon_short_ms
-
-        m = v.pm_size.shape[-1]
-        count = _pick(oh, v.pm_count)
-        full = count >= m
-        write = oh[:, None] & (jnp.arange(m) == jnp.minimum(count, m - 1))[None, :]  # [N, M]
-        shift = (oh & full)[:, None]  # [N, 1]
-
-        def push(arr: Array, value: Array) -> Array:
-            shifted = jnp.concatenate([arr[:, 1:], arr[:, -1:]], axis=1)
-            kept = jnp.where(shift, shifted, arr)
-            return jnp.where(write, jnp.asarray(value).astype(arr.dtype), kept)
-
-        upd["pm_t_eval_ms"] = push(v.pm_t_eval_ms, t_eval)
-        upd["pm_side"] = push(v.pm_side, side)
-        upd["pm_size"] = push(v.pm_size, size)
-        upd["pm_price"] = push(v.pm_price, price)
-        upd["pm_fair_at_fill"] = push(v.pm_fair_at_fill, fair)
-        upd["pm_mid_at_fill"] = push(v.pm_mid_at_fill, mid)
-        upd["pm_fill_seq"] = push(v.pm_fill_seq, seq)
-        upd["pm_count"] = jnp.where(oh, jnp.minimum(count + 1, m), v.pm_count)
-
+        oid = fills.order_id
+        hit = (
+            oh[:, :, None] & (oid >= 0)[:, None, None] & (v.mm_id[None, :, :] == oid[:, None, None])
+        )  # [K, N, 2]
+        upd["mm_has"] = v.mm_has & ~jnp.any(hit, axis=0)
+        upd.update(_push_markouts(state, fills, oh, now_ms, cfg))
     return state.replace(
-        venues=v.replace(**upd), daily_realised_pnl=daily_realised, daily_pnl_total=total
+        venues=v.replace(**upd), daily_realised_pnl=realised, daily_pnl_total=total
+    )
+
+
+def _single(
+    valid: Array,
+    venue: Array,
+    side: Array,
+    size: Array,
+    price: Array,
+    fee_bps: Array,
+    purpose: Array,
+    order_id: Array,
+) -> FillBatch:
+    """A `[1]` FillBatch from scalars."""
+
+    def one(x: Array) -> Array:
+        return jnp.reshape(jnp.asarray(x), (1,))
+
+    return FillBatch(
+        valid=one(valid).astype(bool),
+        venue=one(venue),
+        side=one(side),
+        size=one(size),
+        price=one(price),
+        fee_bps=one(fee_bps),
+        purpose=one(purpose),
+        order_id=one(order_id),
     )
 
 
@@ -295,54 +399,16 @@ def apply_fill(
     *,
     record: bool = True,
 ) -> StrategyState:
-    """Apply one fill (§5.3). An invalid fill is dropped whole.
-
-    Validity: venue in [0, N), side ±1, finite size > 0, finite price > 0, finite fee.
-    Accounting: position, average entry, `daily_realised_pnl += realised − fee`,
-    `daily_pnl_total = realised + (not yet recomputed) unrealised`. With `record` also: clear the
-    MM slot holding `order_id` on that venue (fills are complete), take the next per-venue
-    `fill_seq` and push a pending markout due at `now + MARKOUT_HORIZON_SHORT_MS` holding the
-    venue mid at fill (else `max(S, 1)`) and `max(S, 1)`, S = fair value or its previous value;
-    a full queue drops its oldest entry.
+    """Apply one fill (§5.3); :func:`apply_fills` with K = 1 (same validity and effects).
 
     Args:
       venue, side, size, price, fee_bps, order_id: `[]` scalars (order_id −1 = none).
       purpose: `[]` PURPOSE_* code (the state keeps no per-fill ledger; informational).
       now_ms: `[]` int application time.
-      record: static; False = accounting only (H2 fills, initial inventory).
+      record: static; False = accounting only.
     """
-    del purpose  # not part of the state (no recent-fill ring)
-    return _fill(state, venue, side, size, price, fee_bps, order_id, True, now_ms, cfg, record)
-
-
-def apply_fills(
-    state: StrategyState,
-    fills: FillBatch,
-    now_ms: Array,
-    cfg: StrategyConfig,
-    *,
-    record: bool = True,
-) -> StrategyState:
-    """Apply the `[K]` fills of a batch in order (`lax.scan`; `valid = False` entries are no-ops)."""
-
-    def body(st: StrategyState, f: FillBatch) -> tuple[StrategyState, None]:
-        st = _fill(
-            st,
-            f.venue,
-            f.side,
-            f.size,
-            f.price,
-            f.fee_bps,
-            f.order_id,
-            f.valid,
-            now_ms,
-            cfg,
-            record,
-        )
-        return st, None
-
-    state, _ = lax.scan(body, state, fills)
-    return state
+    fill = _single(True, venue, side, size, price, fee_bps, purpose, order_id)
+    return apply_fills(state, fill, now_ms, cfg, record=record)
 
 
 def inject_initial_position(
@@ -355,7 +421,8 @@ def inject_initial_position(
     q0 = jnp.asarray(q0, state.venues.position_tao.dtype)
     side = jnp.where(q0 > 0, SIDE_BUY, SIDE_SELL)
     valid = jnp.abs(q0) >= _INJECT_MIN_ABS_TAO
-    return _fill(state, 0, side, jnp.abs(q0), price, 0.0, -1, valid, 0, cfg, False)
+    fill = _single(valid, 0, side, jnp.abs(q0), price, 0.0, PURPOSE_INJECT, -1)
+    return apply_fills(state, fill, 0, cfg, record=False)
 
 
 def settle_funding(

@@ -44,7 +44,7 @@ class _Gates(NamedTuple):
 
     obs: jax.Array  # [N] bool  eligible observations (§6.1)
     uninit: jax.Array  # [] bool  initialisation tick
-    x0: jax.Array  # [] f  initialisation value ln S_0
+    s0: jax.Array  # [] f  initialisation value S_0 (x̂_0 = ln S_0)
     s_prev: jax.Array  # [] f
 
 
@@ -93,7 +93,7 @@ def _gates(state: StrategyState, now_ms: jax.Array, cfg: StrategyConfig) -> _Gat
         cand = (vs.status != STATUS_DISABLED) & fresh & mid_ok
     med, k = _median_masked(vs.mid, cand)
     fallback = jnp.where(s_prev > 0, s_prev, jnp.asarray(S_FALLBACK, s_prev.dtype))
-    x0 = jnp.log(jnp.where(k > 0, med, fallback))
+    s0 = jnp.where(k > 0, med, fallback)
 
     obs = healthy & fresh & book_ok
     # §6.1.4 outlier gate against S_prev when the previous tick had a fair value.
@@ -101,9 +101,20 @@ def _gates(state: StrategyState, now_ms: jax.Array, cfg: StrategyConfig) -> _Gat
     s_den = jnp.where(gate_prev, s_prev, jnp.ones_like(s_prev))
     obs = obs & (~gate_prev | (jnp.abs(vs.mid - s_den) / s_den <= cfg.book.max_mid_jump_pct))
     if cfg.flags.kf_outlier_gate_after_init:  # D7 [SPEC]: also against S_0 on an init tick
-        s0 = jnp.exp(x0)
         obs = obs & (~uninit | (jnp.abs(vs.mid - s0) / s0 <= cfg.book.max_mid_jump_pct))
-    return _Gates(obs=obs, uninit=uninit, x0=x0, s_prev=s_prev)
+    return _Gates(obs=obs, uninit=uninit, s0=s0, s_prev=s_prev)
+
+
+def init_fair_value(state: StrategyState, now_ms: jax.Array, cfg: StrategyConfig) -> jax.Array:
+    """§6.3 initialisation value S_0 (x̂_0 = ln S_0), used on an initialisation tick.
+
+    The median of the candidate mids (odd count ⇒ the middle one, even ⇒ the mean of the two
+    middle ones; D7 selects the candidates), else S_prev if > 0, else 250.
+
+    Returns:
+      `[]` S_0 (state float dtype).
+    """
+    return _gates(state, now_ms, cfg).s0
 
 
 def kf_eligibility(state: StrategyState, now_ms: jax.Array, cfg: StrategyConfig) -> jax.Array:
@@ -113,8 +124,8 @@ def kf_eligibility(state: StrategyState, now_ms: jax.Array, cfg: StrategyConfig)
     2. mid update present and ``now − last_mid_update_ms ≤ stale_ms`` (D1 threshold);
     3. mid, spread, depth finite and > 0;
     4. outlier gate ``|m − S_prev|/S_prev ≤ MAX_MID_JUMP_PCT`` when the previous tick had
-       ``fv_available`` and a valid S_prev; with D7 [SPEC] also against S_0 = exp(x̂_0) on an
-       initialisation tick.
+       ``fv_available`` and a valid S_prev; with D7 [SPEC] also against the initialisation
+       value S_0 on an initialisation tick.
 
     The ablation ``disable_fair_value_gating`` acts on the quoting gate (§11.1), not here.
 
@@ -185,7 +196,7 @@ def update_fair_value(
     now = jnp.asarray(now_ms, dtype=idt)
     last = state.kf_last_update_ms
     dt_ms = jnp.where(last > 0, jnp.maximum(now - last, 1), DT_FIRST_MS)
-    x = jnp.where(g.uninit, g.x0, state.kf_x_hat).astype(fd)
+    x = jnp.where(g.uninit, jnp.log(g.s0), state.kf_x_hat).astype(fd)
     p = jnp.where(g.uninit | ~_valid(state.kf_p), p_init, state.kf_p)
     p = (p + b.kf_q_base * dt_ms.astype(fd) / 1000.0).astype(fd)  # prediction
 

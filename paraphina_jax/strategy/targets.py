@@ -62,9 +62,7 @@ def funding_rate_for_decision(
         age = now_ms - base
         healthy = (has_recv | has_asof) & (age >= 0) & (age <= fc.funding_stale_ms)
         window = jnp.asarray(fc.funding_avoid_window_ms)
-        avoid = (
-            (window > 0) & v.fund_has_next & (jnp.abs(v.fund_next_ms - now_ms) <= window)
-        )
+        avoid = (window > 0) & v.fund_has_next & (jnp.abs(v.fund_next_ms - now_ms) <= window)
         usable = usable & healthy & ~avoid
     return jnp.where(usable, v.fund_rate_8h, zero)
 

@@ -4,11 +4,11 @@ Pure functions on one environment (per-venue arrays `[N]`, pending markouts `[N,
 vmap them.
 
 * §5.5 / §8.2 step 1 matured pending markouts (:func:`process_markouts`). The matured entries
-  of a venue are the FIFO prefix of length `k` of its queue `[0, pm_count)`. The `k` sequential
-  EWMA updates are applied in closed form,
-  `x_k = (1−a)^k·x_0 + Σ_{j<k} a·(1−a)^(k−1−j)·u_j`, a `[N, M]` masked reduction that equals the
-  sequential loop up to rounding (no scan over the queue). The queue is then shifted left by `k`
-  with one gather; vacated slots are zeroed.
+  of a venue are the FIFO prefix of length `k` of its queue `[0, pm_count)`. The sequential EWMA
+  updates are a masked `lax.while_loop` over queue positions `j < max_v k_v` (a handful of `[N]`
+  steps per tick, none when nothing matured) — the spec's genuinely sequential piece, in the
+  reference's operation order. The queue is then shifted left by `k` with one contiguous window
+  per row; vacated slots are zeroed.
 * §8.2 the whole reference pass, the D23 five-feature option and the D10 time-decay option
   (:func:`update_toxicity`); SIMULATION §2.4 overlays (:func:`apply_toxicity_floor`,
   :func:`force_disabled`).
@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from paraphina_jax.config.types import (
     STATUS_DISABLED,
@@ -86,16 +88,18 @@ def _matured_count(state: StrategyState, now_ms: Array) -> Array:
     v = state.venues
     m = v.pm_t_eval_ms.shape[-1]
     j = jnp.arange(m)
-    mat = (j[None, :] < v.pm_count[:, None]) & (v.pm_t_eval_ms <= now_ms)
-    return jnp.sum(jnp.cumprod(mat.astype(v.pm_count.dtype), axis=1), axis=1)
+    not_mat = ~((j[None, :] < v.pm_count[:, None]) & (v.pm_t_eval_ms <= now_ms))
+    first = jnp.argmax(not_mat, axis=1)  # first entry that stops the pop
+    return jnp.where(jnp.any(not_mat, axis=1), first, m).astype(v.pm_count.dtype)
 
 
 def _shift_left(arr: Array, k: Array, keep: Array) -> Array:
-    """`[N, M]` row i shifted left by `k[i]`; entries at or beyond `keep[i]` zeroed."""
+    """`[N, M]` row i shifted left by `k[i]` (one contiguous window per row, no element gather);
+    entries at or beyond `keep[i]` zeroed."""
     m = arr.shape[-1]
+    padded = jnp.concatenate([arr, jnp.zeros_like(arr)], axis=1)  # [N, 2M]
+    moved = jax.vmap(lambda row, kk: lax.dynamic_slice(row, (kk,), (m,)))(padded, k)
     j = jnp.arange(m)
-    idx = jnp.clip(j[None, :] + k[:, None], 0, m - 1)
-    moved = jnp.take_along_axis(arr, idx, axis=1)
     return jnp.where(j[None, :] < keep[:, None], moved, jnp.zeros((), arr.dtype))
 
 
@@ -103,9 +107,15 @@ def process_markouts(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -
     """§5.5 / §8.2 step 1: pop every matured pending markout (t_eval ≤ now), FIFO per venue.
 
     With a valid venue mid each entry gives `m` (buy: mid − price, sell: price − mid),
-    `tox_inst = 0 if m ≥ 0 else min(1, −m/scale)`, and the EWMA updates of `toxicity` and
-    `markout_ewma_usd_per_tao` with `a = clip(markout_alpha, 0, 1)`, applied in FIFO order (closed
-    form). Without a valid mid the entries are popped with no effect.
+    `tox_inst = 0 if m ≥ 0 else min(1, −m/scale)`, and the EWMA updates
+    `tox ← (1−a)·tox + a·tox_inst`, `markout_ewma ← (1−a)·markout_ewma + a·m` with
+    `a = clip(markout_alpha, 0, 1)`, `scale = max(markout_scale, 1e-9)`, in FIFO order. Without a
+    valid mid the entries are popped with no effect. The queue is shifted left; vacated slots are
+    zeroed.
+
+    The updates run as a masked `lax.while_loop` over queue positions `j < max_v k_v` (the
+    longest matured prefix; usually 0–2), each step a `[N]` update in the reference's operation
+    order, so the result equals the sequential NumPy loop bit for bit.
 
     Args:
       state: state with the `[N, M]` pending-markout queues.
@@ -118,22 +128,28 @@ def process_markouts(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -
     a = jnp.clip(jnp.asarray(tc.markout_alpha, fdt), 0.0, 1.0)
     om = 1.0 - a
     scale = jnp.maximum(jnp.asarray(tc.markout_scale_usd_per_tao, fdt), MARKOUT_SCALE_FLOOR)
+    zero = jnp.zeros((), fdt)
 
     k = _matured_count(state, now_ms)  # [N]
-    have = _valid_mid(v.mid, v.has_mid)  # [N]
-    m = v.pm_t_eval_ms.shape[-1]
-    j = jnp.arange(m)
-    used = (j[None, :] < k[:, None]) & have[:, None]  # [N, M]
+    k_eff = jnp.where(_valid_mid(v.mid, v.has_mid), k, 0)  # no valid mid: popped, no effect
+    k_max = jnp.max(k_eff)
 
-    mk = markout_value(v.pm_side, v.pm_price, v.mid[:, None])  # [N, M]
-    tox_inst = jnp.where(mk >= 0, jnp.zeros((), fdt), jnp.minimum(1.0, -mk / scale))
-    expo = jnp.where(used, k[:, None] - 1 - j[None, :], 0).astype(fdt)
-    w = a * jnp.power(om, expo)  # [N, M] weight of entry j after k updates
-    zero = jnp.zeros((), fdt)
-    k_eff = jnp.where(have, k, 0).astype(fdt)
-    decay = jnp.power(om, k_eff)  # (1−a)^k, 1 when nothing is applied
-    tox = decay * v.toxicity + jnp.sum(jnp.where(used, w * tox_inst, zero), axis=1)
-    ewma = decay * v.markout_ewma_usd_per_tao + jnp.sum(jnp.where(used, w * mk, zero), axis=1)
+    def cond(carry: tuple[Array, Array, Array]) -> Array:
+        return carry[0] < k_max
+
+    def body(carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
+        j, tox, ewma = carry
+        side = lax.dynamic_index_in_dim(v.pm_side, j, axis=1, keepdims=False)
+        price = lax.dynamic_index_in_dim(v.pm_price, j, axis=1, keepdims=False)
+        mk = markout_value(side, price, v.mid)  # [N]
+        tox_inst = jnp.where(mk >= 0, zero, jnp.minimum(1.0, -mk / scale))
+        use = j < k_eff
+        tox = jnp.where(use, om * tox + a * tox_inst, tox)
+        ewma = jnp.where(use, om * ewma + a * mk, ewma)
+        return j + 1, tox, ewma
+
+    init = (jnp.zeros((), k.dtype), v.toxicity, v.markout_ewma_usd_per_tao)
+    _, tox, ewma = lax.while_loop(cond, body, init)
 
     keep = v.pm_count - k
     shifted = {name: _shift_left(getattr(v, name), k, keep) for name in _PM_FIELDS}
@@ -234,7 +250,9 @@ def update_toxicity(
         v0 = state.venues
         state = state.replace(venues=v0.replace(toxicity=v0.toxicity * factor.astype(fdt)))
 
-    model_tox = _spec_v1_tox(state, cfg, depth_bid, depth_ask, buy_agg, sell_agg) if spec_v1 else None
+    model_tox = (
+        _spec_v1_tox(state, cfg, depth_bid, depth_ask, buy_agg, sell_agg) if spec_v1 else None
+    )
 
     # 1) Markouts.
     state = process_markouts(state, now_ms, cfg)
@@ -266,7 +284,9 @@ def update_toxicity(
         safe_sigma = jnp.where(sigma > 0, sigma, one)
         safe_vts = jnp.where(vts > 0, vts, one)
         f_vol = jnp.where(
-            local <= sigma, jnp.zeros((), fdt), jnp.minimum(1.0, (local / safe_sigma - 1.0) / safe_vts)
+            local <= sigma,
+            jnp.zeros((), fdt),
+            jnp.minimum(1.0, (local / safe_sigma - 1.0) / safe_vts),
         )
         floor_on = (vts > 0) & (sigma > 0)
         tox = jnp.where(floor_on, jnp.fmax(tox, f_vol), tox)
@@ -294,4 +314,3 @@ def force_disabled(state: StrategyState, mask: Array) -> StrategyState:
     v = state.venues
     status = jnp.where(mask, jnp.asarray(STATUS_DISABLED, v.status.dtype), v.status)
     return state.replace(venues=v.replace(status=status))
-

@@ -11,6 +11,7 @@ in the NumPy reference engine (`paraphina_jax.reference`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -455,3 +456,34 @@ class HedgePlan:
     liq_penalty: Array  # [N] f
     frag_penalty: Array  # [N] f
     candidate: Array  # [N] bool
+
+
+@dataclasses.dataclass(frozen=True)
+class TickOptions:
+    """Static choices of how the tick is scheduled (part of the compiled program).
+
+    cadence: "loops" = §17.3 catch-up counters (risk on RISK_LOOP, exits on fill-flush ticks,
+      hedge when also due) ; "every_tick" = risk, MM, exits and hedge every tick (H2/H3 style).
+    use_clock: pass the clock to quoting (quote-age guard, MM funding staleness; D12).
+    h1_account_quirks: the core runner's account-snapshot quirks (§5.2).
+    """
+
+    cadence: str = "loops"
+    use_clock: bool = True
+    h1_account_quirks: bool = False
+
+
+@struct.dataclass
+class TickOutput:
+    """What one tick decides. Shapes: `[N]` per venue, `[N, 2]` per venue × side."""
+
+    quotes: QuoteSet  # desired quotes (all invalid when killed / not quoting)
+    orders: OrderPlan  # cancels and post-only places (cancel-all on the kill transition)
+    order_ids: Array  # [N, 2] i  ids assigned to this tick's places (−1 where none)
+    exits: ExitPlan  # exit IOC orders (valid only on exit-due ticks)
+    hedge: HedgePlan  # hedge IOC orders (valid only on hedge-due ticks)
+    kill_exit: ExitPlan  # §16.5 best-effort reduce-only exit on the kill transition
+    kill_transition: Array  # [] bool  the kill switch was seen for the first time this tick
+    risk_due: Array  # [] bool
+    exit_due: Array  # [] bool  (fill-flush tick)
+    hedge_due: Array  # [] bool

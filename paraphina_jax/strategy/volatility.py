@@ -55,9 +55,11 @@ def update_volatility(state: StrategyState, ret: jax.Array, cfg: StrategyConfig)
     sig_eff = jnp.where(jnp.isfinite(sig_eff) & (sig_eff > 0), sig_eff, floor)
 
     ref_ok = jnp.isfinite(vol_ref_tick) & (vol_ref_tick > 0)
-    vol_ratio = jnp.where(
-        ref_ok, sig_eff / jnp.where(ref_ok, vol_ref_tick, 1.0), jnp.ones_like(sig_eff)
-    )
+    # Multiply by the reciprocal: XLA rewrites a division by an unbatched scalar that way under
+    # vmap, so writing it out keeps vmap and the unbatched call bitwise equal (≤ 1 ulp vs a
+    # true division).
+    inv_ref = 1.0 / jnp.where(ref_ok, vol_ref_tick, 1.0)
+    vol_ratio = jnp.where(ref_ok, sig_eff * inv_ref, jnp.ones_like(sig_eff))
     vr = jnp.minimum(jnp.maximum(vol_ratio, vc.vol_ratio_min), vc.vol_ratio_max)
     bump = jnp.maximum(0.0, vr - 1.0)
     spread_mult = 1.0 + vc.spread_vol_mult_coeff * bump

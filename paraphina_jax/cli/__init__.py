@@ -1,0 +1,1 @@
+"""Command-line entry points (host-side I/O only): one module per command."""
