@@ -64,10 +64,17 @@ def mc_metrics(cfg: StrategyConfig, now_seqs: np.ndarray, engine: str):
         rows = [h2_run(seq, cfg) for seq in now_seqs]
         cols = {k: np.asarray([r[k] if r[k] is not None else -1 for r in rows]) for k in RunMetrics.__dataclass_fields__}
         return RunMetrics(**cols)
+    from paraphina_jax.utils.x64 import enable_x64, request_ieee_exact_xla
+
+    if not request_ieee_exact_xla():
+        print(
+            "paraphina-jax compat: JAX already started without IEEE-exact division; "
+            "discrete decisions may differ from the original in the last bit",
+            file=sys.stderr,
+        )
     import jax
 
     from paraphina_jax.compat.h2 import h2_batch
-    from paraphina_jax.utils.x64 import enable_x64
 
     with enable_x64():
         out = jax.jit(h2_batch)(np.asarray(now_seqs, dtype=np.int64), cfg)

@@ -45,7 +45,7 @@ def initial_market_state(
     episode_noise: EpisodeNoise | None = None,
     initial_q_tao: float = 0.0,
 ) -> MarketState:
-    """Fresh market state ("tick −1"): ln S = ln s0, basis = b̄, accounts at their collateral."""
+    """Fresh market state ("tick −1"): ln(S/s0) = 0, basis = b̄, accounts at their collateral."""
     n = static.n_venues
     s0 = _f(params.s0)
     d_start = np.zeros(n, dtype=np.int64)
@@ -65,7 +65,7 @@ def initial_market_state(
     if abs(q0) >= _INJECT_MIN_ABS_TAO:
         pos[0], entry[0] = q0, s0
     return MarketState(
-        log_s=np.asarray(math.log(s0)),
+        log_s=np.asarray(0.0),
         vol_regime=np.asarray(_i(params.vol_regime0), dtype=np.int64),
         basis=np.broadcast_to(np.asarray(params.basis_mean, np.float64), (n,)).copy(),
         funding_8h=np.broadcast_to(np.asarray(params.funding_8h, np.float64), (n,)).copy(),
@@ -171,7 +171,7 @@ def market_step(
     jump = math.sqrt(n_jumps) * _f(p.jump_sigma) * float(noise_t.z_jump)
     z = float(noise_t.z)
     log_s = float(mstate.log_s) + (_f(p.drift) - 0.5 * vol * vol) * h + vol * math.sqrt(h) * z + jump
-    s = math.exp(log_s)
+    s = _f(p.s0) * math.exp(log_s)  # the state carries ln(S/s0)
 
     basis = np.zeros(n)
     mid = np.zeros(n)

@@ -1,6 +1,7 @@
 """Quote size model, float64 NumPy reference engine (STRATEGY.md §12).
 
-One loop over venues and sides that follows the twelve numbered steps of §12 in order:
+One loop over venues per side (:func:`side_sizes`; :func:`quote_sizes` does both sides) that
+follows the twelve numbered steps of §12 in order:
 
 ```text
 1  Q = e/η if (edge passed and e > 0) else 0                       η floored at 1e-9
@@ -77,28 +78,30 @@ def _clip(x: float, lo: float, hi: float) -> float:
     return _fmin(_fmax(x, lo), hi)
 
 
-def quote_sizes(
+def side_sizes(
     state: StrategyState,
     px: np.ndarray,
     edge: np.ndarray,
     edge_ok: np.ndarray,
+    side: int,
     controls: Controls | None,
     cfg: StrategyConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """§12 sizes of both sides of every venue.
+    """§12 sizes of one side (`side` 0 = bid/buy, 1 = ask/sell) of every venue.
 
     Args:
       state: strategy state (size_mult, regime, Δ$, L_delta, per-venue margin, liquidation
         distance, status, toxicity, position).
-      px: `[N, 2]` snapped quote prices (bid, ask) before any 'ref_env' stretch.
-      edge: `[N, 2]` per-unit edges (§11.6).
-      edge_ok: `[N, 2]` bool, the §11.6 edge filter.
+      px: `[N]` snapped quote prices of this side, before any 'ref_env' stretch.
+      edge: `[N]` per-unit edges of this side (§11.6).
+      edge_ok: `[N]` bool, the §11.6 edge filter.
+      side: 0 or 1.
       controls: control surface, or None for none.
       cfg: config.
 
     Returns:
-      `(size [N, 2], gate [N, 2])`: the size to emit (0 where dropped) and the GATE_* code of
-      the step that dropped the side (GATE_NONE where emitted).
+      `(size [N], gate [N])`: the size to emit (0 where dropped) and the GATE_* code of the step
+      that dropped the side (GATE_NONE where emitted).
     """
     ven = state.venues
     vt = cfg.venues
@@ -121,8 +124,8 @@ def quote_sizes(
     q_t = float(state.q_global_tao)
     rho = _fmax(abs(float(state.dollar_delta_usd)) / _fmax(float(state.delta_limit_usd), 1.0), 0.0)
 
-    size = np.zeros((n, 2), dtype=np.float64)
-    gate = np.zeros((n, 2), dtype=np.int64)
+    size = np.zeros(n, dtype=np.float64)
+    gate = np.zeros(n, dtype=np.int64)
     for v in range(n):
         lot_raw = float(vt.lot_size[v])
         max_order = float(vt.max_order_size[v])
@@ -130,87 +133,110 @@ def quote_sizes(
         q_v = float(ven.position_tao[v])
         tox = float(ven.toxicity[v])
         scale = float(controls.size_scale[v]) if controls is not None else 1.0
-        for s in range(2):  # 0 = bid (buy), 1 = ask (sell)
-            price = float(px[v, s])
-            e = float(edge[v, s])
-            ok = bool(edge_ok[v, s])
-            g = GATE_NONE if ok else GATE_EDGE
-            # 1 optimum of J(Q) = e·Q − ½ηQ²
-            q = e / eta if (ok and e > 0.0) else 0.0
-            # 2 vol multiplier, then the [REC] policy hook
-            q = q * size_mult
-            if controls is not None and mode == "rec":
-                q = q * scale
-            if spec_order:
-                q = _fmin(q, max_order)  # [SPEC] venue max before the shrinks (D24)
-            else:
-                q = _fmax(q, lot_raw)  # 3 [IMPL] lot bump
-            # 4 margin cap (parity operation order)
-            if price > 0.0:
-                q = _fmin(q, (float(ven.margin_available_usd[v]) * margin_factor) / price)
-            # 5 liquidation distance
-            if dist <= crit:
-                if fl.mm_reduce_only_at_crit:  # D15 option; else §11.2 gate 3 removed the venue
-                    if q_v > 0.0:
-                        zero = s == 0  # long venue: bid 0
-                    elif q_v < 0.0:
-                        zero = s == 1  # short venue: ask 0
-                    else:
-                        zero = True  # flat: both 0
-                    if zero:
-                        q = 0.0
-                        if g == GATE_NONE:
-                            g = GATE_LIQ_REDUCE_ONLY
-            elif dist < warn:
-                k_liq = _clip((dist - crit) / (warn - crit + LIQ_SHRINK_EPS), 0.0, 1.0)
-                q = q * k_liq
-            if not fl.disable_toxicity_gate:
-                # 6 Warning venue
-                if int(ven.status[v]) == STATUS_WARNING:
-                    q = q * WARN_VENUE_FACTOR
-                # 7 medium toxicity
-                if tox_med <= tox < tox_high:
-                    tox_factor = 1.0 - (tox - tox_med) / TOX_SHRINK_SPAN
-                    q = q * _clip(tox_factor, 0.1, 1.0)
-            # 8 delta throttle
-            if rho >= 2.0:
-                q = 0.0
-                if g == GATE_NONE:
-                    g = GATE_DELTA_THROTTLE
-            elif rho > 1.0:
-                factor = _clip(2.0 - rho, 0.0, 1.0)
-                if q_t > 0.0:
-                    zero = s == 0  # long: only sells
-                elif q_t < 0.0:
-                    zero = s == 1  # short: only buys
+        price = float(px[v])
+        e = float(edge[v])
+        ok = bool(edge_ok[v])
+        g = GATE_NONE if ok else GATE_EDGE
+        # 1 optimum of J(Q) = e·Q − ½ηQ²
+        q = e / eta if (ok and e > 0.0) else 0.0
+        # 2 vol multiplier, then the [REC] policy hook
+        q = q * size_mult
+        if controls is not None and mode == "rec":
+            q = q * scale
+        if spec_order:
+            q = _fmin(q, max_order)  # [SPEC] venue max before the shrinks (D24)
+        else:
+            q = _fmax(q, lot_raw)  # 3 [IMPL] lot bump
+        # 4 margin cap (parity operation order)
+        if price > 0.0:
+            q = _fmin(q, (float(ven.margin_available_usd[v]) * margin_factor) / price)
+        # 5 liquidation distance
+        if dist <= crit:
+            if fl.mm_reduce_only_at_crit:  # D15 option; else §11.2 gate 3 removed the venue
+                if q_v > 0.0:
+                    zero = side == 0  # long venue: bid 0
+                elif q_v < 0.0:
+                    zero = side == 1  # short venue: ask 0
                 else:
-                    zero = False
+                    zero = True  # flat: both 0
                 if zero:
                     q = 0.0
                     if g == GATE_NONE:
-                        g = GATE_DELTA_THROTTLE
-                else:
-                    q = q * factor
-            # 9 Warning regime cap
-            if warning_regime:
-                q = _fmin(q, q_warn_cap)
-            # 10 venue max order size
-            if not spec_order:
-                q = _fmin(q, max_order)
-            # 11 floor to lot (no epsilon)
-            lot = _fmax(lot_raw, LOT_FLOOR)
-            q = float(np.floor(q / lot)) * lot
-            # 12 emit iff at least one lot and the edge filter passed
-            if g == GATE_NONE and not (q >= _fmax(lot_raw, 0.0)):
-                g = GATE_SIZE_BELOW_LOT
-            if g == GATE_NONE and fl.mm_enforce_min_notional:
-                if not (q * price >= float(vt.min_notional_usd[v])):
-                    g = GATE_MIN_NOTIONAL  # D16
-            if controls is not None and mode == "ref_env":
-                q = q * scale  # [IMPL] reference env: scales the rounded intent size
-                if g == GATE_NONE and not (q > 0.0):
-                    g = GATE_SIZE_BELOW_LOT
+                        g = GATE_LIQ_REDUCE_ONLY
+        elif dist < warn:
+            k_liq = _clip((dist - crit) / (warn - crit + LIQ_SHRINK_EPS), 0.0, 1.0)
+            q = q * k_liq
+        if not fl.disable_toxicity_gate:
+            # 6 Warning venue
+            if int(ven.status[v]) == STATUS_WARNING:
+                q = q * WARN_VENUE_FACTOR
+            # 7 medium toxicity
+            if tox_med <= tox < tox_high:
+                tox_factor = 1.0 - (tox - tox_med) / TOX_SHRINK_SPAN
+                q = q * _clip(tox_factor, 0.1, 1.0)
+        # 8 delta throttle
+        if rho >= 2.0:
+            q = 0.0
             if g == GATE_NONE:
-                size[v, s] = q
-            gate[v, s] = g
+                g = GATE_DELTA_THROTTLE
+        elif rho > 1.0:
+            factor = _clip(2.0 - rho, 0.0, 1.0)
+            if q_t > 0.0:
+                zero = side == 0  # long: only sells
+            elif q_t < 0.0:
+                zero = side == 1  # short: only buys
+            else:
+                zero = False
+            if zero:
+                q = 0.0
+                if g == GATE_NONE:
+                    g = GATE_DELTA_THROTTLE
+            else:
+                q = q * factor
+        # 9 Warning regime cap
+        if warning_regime:
+            q = _fmin(q, q_warn_cap)
+        # 10 venue max order size
+        if not spec_order:
+            q = _fmin(q, max_order)
+        # 11 floor to lot (no epsilon)
+        lot = _fmax(lot_raw, LOT_FLOOR)
+        q = float(np.floor(q / lot)) * lot
+        # 12 emit iff at least one lot and the edge filter passed
+        if g == GATE_NONE and not (q >= _fmax(lot_raw, 0.0)):
+            g = GATE_SIZE_BELOW_LOT
+        if g == GATE_NONE and fl.mm_enforce_min_notional:
+            if not (q * price >= float(vt.min_notional_usd[v])):
+                g = GATE_MIN_NOTIONAL  # D16
+        if controls is not None and mode == "ref_env":
+            q = q * scale  # [IMPL] reference env: scales the rounded intent size
+            if g == GATE_NONE and not (q > 0.0):
+                g = GATE_SIZE_BELOW_LOT
+        if g == GATE_NONE:
+            size[v] = q
+        gate[v] = g
     return size, gate
+
+
+def quote_sizes(
+    state: StrategyState,
+    px: np.ndarray,
+    edge: np.ndarray,
+    edge_ok: np.ndarray,
+    controls: Controls | None,
+    cfg: StrategyConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """§12 sizes of both sides of every venue (:func:`side_sizes` per side).
+
+    Args:
+      px: `[N, 2]` snapped quote prices (bid, ask) before any 'ref_env' stretch.
+      edge: `[N, 2]` per-unit edges (§11.6).
+      edge_ok: `[N, 2]` bool, the §11.6 edge filter.
+      controls: control surface, or None for none.
+
+    Returns:
+      `(size [N, 2], gate [N, 2])`.
+    """
+    bid = side_sizes(state, px[:, 0], edge[:, 0], edge_ok[:, 0], 0, controls, cfg)
+    ask = side_sizes(state, px[:, 1], edge[:, 1], edge_ok[:, 1], 1, controls, cfg)
+    return np.stack([bid[0], ask[0]], axis=1), np.stack([bid[1], ask[1]], axis=1)

@@ -130,6 +130,7 @@ class Field:
     hi_open: bool = False
     choices: tuple[str, ...] = ()
     out_msg: str = "out of range"
+    low_msg: str = ""  # wording below `lo` when it differs from `out_msg`
 
     def describe(self) -> str:
         if self.kind == "bool":
@@ -177,7 +178,8 @@ class Reader:
         low_bad = raw <= f.lo if f.lo_open else raw < f.lo
         high_bad = raw >= f.hi if f.hi_open else raw > f.hi
         if low_bad or high_bad:
-            self.fail(path, f"{_fmt(raw)} {f.out_msg}", desc)
+            msg = f.low_msg if low_bad and f.low_msg else f.out_msg
+            self.fail(path, f"{_fmt(raw)} {msg}", desc)
         return int(raw) if f.kind == "int" else float(raw)
 
     def block(
@@ -281,20 +283,25 @@ def load_yaml(text: str, source: str = "<memory>") -> Any:
         ) from None
 
 
-def _window(r: Reader, raw: Any, path: str, steps: int, extra: Mapping[str, Field]) -> dict:
+def _window(
+    r: Reader,
+    raw: Any,
+    path: str,
+    steps: int,
+    before: Mapping[str, Field] | None = None,
+    after: Mapping[str, Field] | None = None,
+) -> dict:
     """A block with an inclusive `[start_step, end_step]` window inside `[0, T−1]`."""
     horizon = f"outside the horizon of {steps} steps"
-    fields = {"start_step": int_field(0, steps - 1, horizon), **extra}
-    if "end_step" not in extra:
-        fields["end_step"] = int_field(0, steps - 1, horizon)
-    d = r.block(raw, path, fields)
-    if d["end_step"] < d["start_step"]:
-        r.fail(
-            f"{path}.end_step",
-            f"{d['end_step']} is before start_step {d['start_step']}",
-            int_field(d["start_step"], steps - 1).describe(),
+    start = int_field(0, steps - 1, horizon)
+    end = int_field(0, steps - 1, horizon)
+    if isinstance(raw, Mapping) and "start_step" in raw:
+        first = r.value(raw["start_step"], f"{path}.start_step", start)
+        end = Field(
+            "int", first, steps - 1, out_msg=horizon, low_msg=f"is before start_step {first}"
         )
-    return d
+    fields = {**(before or {}), "start_step": start, "end_step": end, **(after or {})}
+    return r.block(raw, path, fields)
 
 
 def _market_model(r: Reader, raw: Any) -> MarketModel:
@@ -458,7 +465,7 @@ def parse_scenario(
     latency_spike = opt(
         "latency_spike",
         lambda raw: LatencySpike(
-            **_window(r, raw, "latency_spike", steps, {"spike_ms": num_field(0, 6e4)})
+            **_window(r, raw, "latency_spike", steps, before={"spike_ms": num_field(0, 6e4)})
         ),
     )
     cancel_storm = opt(
@@ -469,7 +476,7 @@ def parse_scenario(
                 raw,
                 "cancel_storm",
                 steps,
-                {
+                after={
                     "spread_mult": num_field(0, 100, lo_open=True),
                     "depth_mult": num_field(0, 100),
                     "toxicity_floor": num_field(0, 1),
@@ -486,7 +493,9 @@ def parse_scenario(
     )
     outage = opt(
         "venue_outage",
-        lambda raw: VenueOutage(**_window(r, raw, "venue_outage", steps, {"venue_index": venue})),
+        lambda raw: VenueOutage(
+            **_window(r, raw, "venue_outage", steps, before={"venue_index": venue})
+        ),
     )
     in_horizon = int_field(0, steps - 1, f"outside the horizon of {steps} steps")
     inversion = opt(

@@ -17,6 +17,7 @@ from typing import Any
 
 from flax import struct
 
+from paraphina_jax.config.defaults import parse_profile
 from paraphina_jax.config.validate import ConfigError
 
 Array = Any
@@ -240,8 +241,6 @@ class ScenarioSpec:
     @property
     def profile(self) -> str:
         """Canonical risk profile name of `initial_state.risk_profile` (validated at parse)."""
-        from paraphina_jax.config.defaults import parse_profile
-
         canon = parse_profile(self.initial_state.risk_profile)
         return canon if canon is not None else "balanced"
 

@@ -5,7 +5,8 @@ number comes in through :class:`~paraphina_jax.sim.types.MarketNoise` (drawn onc
 so the float64 NumPy mirror `paraphina_jax.reference.sim_market` reproduces it on the same draws.
 
 Per tick, in this order (the state holds the values of the previous tick; the initial state is
-"tick −1" with ln S = ln s0 and basis = b̄):
+"tick −1" with ln(S/s0) = 0 and basis = b̄; the state carries ln(S/s0), not ln S, so float32
+runs keep the precision of small numbers):
 
 1. vol regime: a two-state Markov chain switches with `u_regime`; σ_t = σ·(mult if high);
 2. ln S ← ln S + (μ − σ_t²/2)h + σ_t√h·z + sqrt(n)·σ_J·z_jump, h = Δt/1 day,
@@ -102,7 +103,7 @@ def initial_market_state(
         rank=jnp.zeros((2, n), idt),
     )
     return MarketState(
-        log_s=jnp.log(s0),
+        log_s=jnp.zeros((), fd),
         vol_regime=jnp.asarray(params.vol_regime0, idt),
         basis=jnp.broadcast_to(jnp.asarray(params.basis_mean, fd), (n,)),
         funding_8h=jnp.broadcast_to(jnp.asarray(params.funding_8h, fd), (n,)),
@@ -205,7 +206,7 @@ def market_step(
     jump = jnp.sqrt(n_jumps.astype(fd)) * p.jump_sigma * noise_t.z_jump
     log_s = mstate.log_s + (p.drift - 0.5 * vol * vol) * h + vol * jnp.sqrt(h) * noise_t.z + jump
     log_s = log_s.astype(fd)
-    s = jnp.exp(log_s)
+    s = p.s0 * jnp.exp(log_s)
     # 3. basis and venue mids
     basis = (
         p.basis_rho * mstate.basis

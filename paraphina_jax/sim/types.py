@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.extend.random import threefry_2x32
 
 from paraphina_jax.config.types import StrategyConfig
 
@@ -166,7 +167,7 @@ class PendingIOC:
 class MarketState:
     """Everything the canonical simulator carries from tick to tick."""
 
-    log_s: Array  # [] f  ln S of the last emitted tick (ln s0 initially)
+    log_s: Array  # [] f  ln(S/s0) of the last emitted tick (0 initially; relative for f32 precision)
     vol_regime: Array  # [] i  0 normal, 1 high
     basis: Array  # [N] f  relative basis of the last emitted tick (b̄ initially)
     funding_8h: Array  # [N] f  rate in force at the last tick
@@ -347,8 +348,37 @@ def default_market_params(
 
 def sim_keys(key: Array) -> tuple[Array, Array, Array, Array]:
     """SIMULATION §6.9: split the episode key once into `(k_dr, k_market, k_fill, k_events)`."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
     k_dr, k_market, k_fill, k_events = jax.random.split(key, 4)
     return k_dr, k_market, k_fill, k_events
+
+
+_EPISODE_COUNTER = np.uint32(0xFFFFFFFF)  # tick counter reserved for per-episode draws
+
+
+def _uniforms(keys: Array, ticks: Array, width: int, dtype: Any) -> Array:
+    """U[0,1) for every (stream key, tick, j < width): `[T, S, width]`.
+
+    Counter-based: value (s, t, j) is built from threefry2x32(key_s, (t, j)), i.e. a fold-in of
+    the tick into the stream key, hashed once. All streams and ticks go through ONE batched
+    threefry call (threefry dominates both run time and compile time of the draws).
+    """
+    n_t = ticks.shape[0]
+    x0 = jnp.broadcast_to(ticks.astype(jnp.uint32)[:, None], (n_t, width)).reshape(-1)
+    x1 = jnp.broadcast_to(jnp.arange(width, dtype=jnp.uint32)[None, :], (n_t, width)).reshape(-1)
+    count = jnp.concatenate([x0, x1])
+    words = jax.vmap(lambda k: threefry_2x32((k[0], k[1]), count))(keys)  # [S, 2·T·W]
+    hi = words[:, : n_t * width].reshape(-1, n_t, width)
+    lo = words[:, n_t * width :].reshape(-1, n_t, width)
+    if np.dtype(dtype) == np.float64:
+        bits = (hi.astype(jnp.uint64) << 32) | lo.astype(jnp.uint64)
+        mant = (bits >> 12) | np.uint64(0x3FF0000000000000)
+        u = jax.lax.bitcast_convert_type(mant, jnp.float64) - 1.0
+    else:
+        mant = (hi >> 9) | np.uint32(0x3F800000)
+        u = (jax.lax.bitcast_convert_type(mant, jnp.float32) - 1.0).astype(dtype)
+    return jnp.transpose(u, (1, 0, 2))
 
 
 def _normal_from_uniform(u: Array) -> Array:
@@ -362,8 +392,10 @@ def draw_market_noise(
 ) -> MarketNoise:
     """Draw the noise of ticks `t0 … t0 + n_ticks − 1` for one episode.
 
-    Three threefry calls per tick (market, events, fill), vmapped over the ticks, so drawing a
-    block costs one fused op; the values of tick t depend only on (key, t).
+    Streams (SIMULATION §6.9): market (z, z_jump, ε_basis, u_jump, u_regime) from `k_market`,
+    events (u_stale, u_thin) from `k_events`, fills (u_fill) from `k_fill`; tick t of a stream
+    hashes the counter (t, j) with the stream key. One threefry call for the whole block. The
+    values of tick t depend only on (key, t), not on chunking, batch size or other draws.
 
     Args:
       key: the episode key (`PRNGKey(seed)`), split per :func:`sim_keys`.
@@ -377,16 +409,12 @@ def draw_market_noise(
     dtype = dtype or jnp.zeros(()).dtype
     n = static.n_venues
     _, k_market, k_fill, k_events = sim_keys(key)
-    k_ev_tick = jax.random.fold_in(k_events, 1)
+    width = max(static.n_market_uniforms, static.n_event_uniforms, static.n_fill_uniforms)
     ticks = jnp.asarray(t0) + jnp.arange(n_ticks)
-
-    def one(t: Array) -> tuple[Array, Array, Array]:
-        um = jax.random.uniform(jax.random.fold_in(k_market, t), (static.n_market_uniforms,), dtype)
-        ue = jax.random.uniform(jax.random.fold_in(k_ev_tick, t), (static.n_event_uniforms,), dtype)
-        uf = jax.random.uniform(jax.random.fold_in(k_fill, t), (static.n_fill_uniforms,), dtype)
-        return um, ue, uf
-
-    um, ue, uf = jax.vmap(one)(ticks)
+    u = _uniforms(jnp.stack([k_market, k_events, k_fill]), ticks, width, dtype)
+    um = u[:, 0, : static.n_market_uniforms]
+    ue = u[:, 1, : static.n_event_uniforms]
+    uf = u[:, 2, : static.n_fill_uniforms]
     zs = _normal_from_uniform(um[:, : 2 + n])
     return MarketNoise(
         z=zs[:, 0],
@@ -401,12 +429,12 @@ def draw_market_noise(
 
 
 def draw_episode_noise(key: Array, static: StaticSimParams, dtype: Any = None) -> EpisodeNoise:
-    """Per-episode uniforms (disable events) from `fold_in(k_events, 0)`."""
+    """Per-episode uniforms (disable events) from `k_events` at the reserved counter 2³²−1."""
     dtype = dtype or jnp.zeros(()).dtype
     n = static.n_venues
     _, _, _, k_events = sim_keys(key)
-    u = jax.random.uniform(jax.random.fold_in(k_events, 0), (3, n), dtype)
-    return EpisodeNoise(u_disable=u[0], u_start=u[1], u_len=u[2])
+    u = _uniforms(k_events[None], jnp.asarray([_EPISODE_COUNTER]), 3 * n, dtype)[0, 0]
+    return EpisodeNoise(u_disable=u[:n], u_start=u[n : 2 * n], u_len=u[2 * n :])
 
 
 def noise_at(noise: MarketNoise, t: int) -> MarketNoise:

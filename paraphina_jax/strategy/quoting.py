@@ -1,12 +1,16 @@
 """Quoting model per venue, JAX engine (STRATEGY.md §11; sizes in §12).
 
-Pure functions on one environment (`[N]` per-venue arrays, `[N, 2]` per venue × side); callers
-vmap them. Gates are masks; the GATE_* code of a removed side is the first gate that fired, in
-spec order. The control-surface mode, the D-flags, the ablations, `use_clock` and whether
-`controls` is None are static. Semantics (operation order, control surface, D9/D12/D13/D14/D15/
-D16/D24 options) are those of :mod:`paraphina_jax.reference.quoting` and
-:mod:`paraphina_jax.reference.sizing`.
-"""
+Pure functions on one environment (`[N]` per-venue arrays); callers vmap them. Gates are masks;
+the GATE_* code of a removed side is the first gate that fired, in spec order. The
+control-surface mode, the D-flags, the ablations, `use_clock` and whether `controls` is None are
+static. Semantics (operation order, control surface, D9/D12/D13/D14/D15/D16/D24 options) are
+those of :mod:`paraphina_jax.reference.quoting` and :mod:`paraphina_jax.reference.sizing`.
+
+Numerics: every division by a config value or constant goes through
+:func:`paraphina_jax.strategy.sizing.exact_div` (XLA otherwise turns `x / broadcast(y)` into a
+multiplication by the reciprocal, which moves floor-to-tick and floor-to-lot results). Bid and
+ask are carried as separate `[N]` arrays (no `[N, 2]` side axis) to keep the fused CPU kernels
+small."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from paraphina_jax.config.types import (
     StrategyConfig,
 )
 from paraphina_jax.strategy.common import sigma_floors, venue_stale_ms
-from paraphina_jax.strategy.sizing import GATE_DTYPE, _mark, exact_div, quote_sizes
+from paraphina_jax.strategy.sizing import GATE_DTYPE, _mark, exact_div, side_sizes
 from paraphina_jax.strategy.targets import funding_rate_for_decision, inventory_targets
 from paraphina_jax.strategy.types import (
     GATE_BAD_BOOK,
@@ -320,30 +324,29 @@ def compute_quotes(
     gate = _mark(gate, delta <= 0.0, GATE_NONPOSITIVE_SPREAD)
     gate = _mark(gate, (bid <= 0.0) | (ask <= bid), GATE_BAD_PRICES)
     priced = gate == GATE_NONE
+    edge_min = jnp.maximum(jnp.asarray(cfg.mm.edge_local_min, fdt), 0.0)
+    stretch = controls is not None and cfg.flags.control_surface_mode == "ref_env"
 
-    px = jnp.stack([bid, ask], axis=-1)
-    edge = jnp.stack([e_bid, e_ask], axis=-1)
-    edge_ok = edge >= jnp.maximum(jnp.asarray(cfg.mm.edge_local_min, fdt), 0.0)
-    size, sgate = quote_sizes(state, px, edge, edge_ok, controls, cfg)
-    side_gate = jnp.where((gate != GATE_NONE)[:, None], gate[:, None], sgate)
-
-    if controls is not None and cfg.flags.control_surface_mode == "ref_env":
-        scale = controls.spread_scale.astype(fdt)[:, None]
-        px = jnp.where(scale == 1.0, px, s + (px - s) * scale)  # [IMPL] reference env, no re-snap
-        side_gate = _mark(side_gate, ~(px > 0.0), GATE_BAD_PRICES)
-
-    valid = side_gate == GATE_NONE
-    px = jnp.where(valid, px, zero)
-    size = jnp.where(valid, size, zero)
+    sides = []
+    for k, (px, edge) in enumerate(((bid, e_bid), (ask, e_ask))):
+        size, sgate = side_sizes(state, px, edge, edge >= edge_min, k, controls, cfg)
+        sgate = jnp.where(priced, sgate, gate)
+        if stretch:
+            scale = controls.spread_scale.astype(fdt)
+            px = jnp.where(scale == 1.0, px, s + (px - s) * scale)  # [IMPL] ref env, no re-snap
+            sgate = _mark(sgate, ~(px > 0.0), GATE_BAD_PRICES)
+        valid = sgate == GATE_NONE
+        sides.append((jnp.where(valid, px, zero), jnp.where(valid, size, zero), valid, sgate))
+    (bid_px, bid_size, bid_valid, bid_gate), (ask_px, ask_size, ask_valid, ask_gate) = sides
     return QuoteSet(
-        bid_px=px[:, 0],
-        ask_px=px[:, 1],
-        bid_size=size[:, 0],
-        ask_size=size[:, 1],
-        bid_valid=valid[:, 0],
-        ask_valid=valid[:, 1],
-        bid_gate=side_gate[:, 0],
-        ask_gate=side_gate[:, 1],
+        bid_px=bid_px,
+        ask_px=ask_px,
+        bid_size=bid_size,
+        ask_size=ask_size,
+        bid_valid=bid_valid,
+        ask_valid=ask_valid,
+        bid_gate=bid_gate,
+        ask_gate=ask_gate,
         reservation=jnp.where(open_v, r, zero),
         half_spread=jnp.where(open_v, delta, zero),
         edge_bid=jnp.where(priced, e_bid, zero),

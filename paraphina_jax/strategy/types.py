@@ -164,10 +164,10 @@ def init_state(
         fd = float_dtype or jnp.zeros(()).dtype
         idt = int_dtype or jnp.zeros((), dtype=int).dtype
 
-    def f(shape: tuple[int, ...] = (n,), v: float = 0.0) -> Array:
+    def f(shape: tuple[int, ...] = (n,), v: Any = 0.0) -> Array:
         return xp.full(shape, v, dtype=fd)
 
-    def i(shape: tuple[int, ...] = (n,), v: int = 0) -> Array:
+    def i(shape: tuple[int, ...] = (n,), v: Any = 0) -> Array:
         return xp.full(shape, v, dtype=idt)
 
     def b(shape: tuple[int, ...] = (n,), v: bool = False) -> Array:
@@ -221,11 +221,11 @@ def init_state(
         dev_breach_count=i(),
         dev_disabled=b(),
     )
-    hard = float(cfg.risk.basis_hard_limit_usd)
+    hard = cfg.risk.basis_hard_limit_usd
     return StrategyState(
         venues=venues,
         kf_x_hat=f(()),
-        kf_p=f((), float(cfg.book.kf_p_init)),
+        kf_p=f((), cfg.book.kf_p_init),
         kf_last_update_ms=i(()),
         kf_initialised=b(()),
         fair_value=f(()),
@@ -233,7 +233,7 @@ def init_state(
         fair_value_prev=f(()),
         fv_short_vol=f(()),
         fv_long_vol=f(()),
-        sigma_eff=f((), float(cfg.vol.sigma_min)),
+        sigma_eff=f((), cfg.vol.sigma_min),
         fv_available=b(()),
         healthy_venues_used=b(),
         healthy_venues_used_count=i(()),
@@ -254,13 +254,13 @@ def init_state(
         kill_reason=i((), KILL_NONE),
         kill_handled=b(()),
         kill_tick=i((), -1),
-        delta_limit_usd=f((), float(cfg.risk.delta_hard_limit_usd_base)),
-        basis_limit_warn_usd=f((), float(cfg.risk.basis_warn_frac) * hard),
+        delta_limit_usd=f((), cfg.risk.delta_hard_limit_usd_base),
+        basis_limit_warn_usd=f((), cfg.risk.basis_warn_frac * hard),
         basis_limit_hard_usd=f((), hard),
         tick=i(()),
         next_risk_ms=i((), base_ms),
         next_hedge_ms=i((), base_ms),
-        last_flush_ms=i((), base_ms - int(cfg.loop.fill_agg_interval_ms)),
+        last_flush_ms=i((), base_ms - cfg.loop.fill_agg_interval_ms),
         next_order_id=i(()),
     )
 
