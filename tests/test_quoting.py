@@ -630,7 +630,12 @@ def _jax_single(mode: str):
     regime=st.sampled_from([0, REGIME_WARNING]),
     dist=st.lists(st.sampled_from([2.5, 3.5, 4.999, 8.0]), min_size=N, max_size=N),
     tox=st.lists(st.sampled_from([0.0, 0.6, 0.75, 0.89]), min_size=N, max_size=N),
-    ctl=st.tuples(st.floats(0.5, 3.0), st.floats(0.0, 2.0), st.floats(-10.0, 10.0)),
+    # XLA's CPU backend flushes subnormals to zero; the reference does not, so keep them out.
+    ctl=st.tuples(
+        st.floats(0.5, 3.0),
+        st.floats(0.0, 2.0, allow_subnormal=False),
+        st.floats(-10.0, 10.0, allow_subnormal=False),
+    ),
     rho=st.floats(0.0, 2.5),
 )
 def test_property_parity_and_invariants(

@@ -34,7 +34,6 @@ from paraphina_jax.sim.types import (
     draw_market_noise,
     noise_at,
 )
-from paraphina_jax.strategy.types import MarketInputs
 from paraphina_jax.testing import stack, to_jax
 from paraphina_jax.utils.x64 import enable_x64
 
@@ -159,7 +158,9 @@ def test_basis_ar1_mean_and_autocorrelation():
     assert abs(ac - rho) < 0.01
     # σ_b = 0 reduces to the reference static offsets m_v = S + 0.4·v at S = 300 (§2.3)
     _, _, v0 = _run(default_market_params(basis_sigma=0.0, vol=0.0))
-    np.testing.assert_allclose(v0.mid - 300.0, np.broadcast_to(0.4 * np.arange(N), v0.mid.shape), atol=1e-9)
+    np.testing.assert_allclose(
+        v0.mid - 300.0, np.broadcast_to(0.4 * np.arange(N), v0.mid.shape), atol=1e-9
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +182,9 @@ def test_spread_and_depth_overlays_exact():
     np.testing.assert_allclose(v.depth_usd, 4000.0, rtol=1e-12)
     # D4: both touches together hold exactly depth_v of notional; the strategy sees the same
     np.testing.assert_allclose((v.bid + v.ask) * v.touch_size, v.depth_usd, rtol=1e-12)
-    np.testing.assert_allclose(inp.book.bid_px * inp.book.bid_sz + inp.book.ask_px * inp.book.ask_sz, 4000.0)
+    np.testing.assert_allclose(
+        inp.book.bid_px * inp.book.bid_sz + inp.book.ask_px * inp.book.ask_sz, 4000.0
+    )
 
 
 def test_spread_widens_with_abs_z_and_floor():
@@ -207,7 +210,9 @@ def test_thin_book_frequency_and_multiplier():
 
 def test_stale_windows_frequency_and_lengths():
     lo, hi, ps = 3, 6, 0.02
-    _, inp, v = _run(default_market_params(stale_prob=ps, stale_min_ticks=lo, stale_max_ticks=hi), seed=6)
+    _, inp, v = _run(
+        default_market_params(stale_prob=ps, stale_min_ticks=lo, stale_max_ticks=hi), seed=6
+    )
     stale = v.stale
     assert np.array_equal(v.book_updated, ~stale) and np.array_equal(inp.book.updated, ~stale)
     lengths = []
@@ -237,13 +242,17 @@ def test_outage_window_no_book_update():
 
 def test_episode_disable_windows():
     lo, hi = 20, 50
-    _, _, v = _run(default_market_params(disable_prob=1.0, disable_min_ticks=lo, disable_max_ticks=hi), seed=9)
+    _, _, v = _run(
+        default_market_params(disable_prob=1.0, disable_min_ticks=lo, disable_max_ticks=hi), seed=9
+    )
     length = v.outage.sum(axis=1)  # [B, N]; a window may be cut by the horizon
     starts = v.outage.argmax(axis=1)
     assert np.all(length <= hi) and np.all((length >= lo) | (starts + length == T_CAL))
     # each venue's outage is one contiguous window
     assert np.all(np.abs(np.diff(v.outage.astype(int), axis=1)).sum(axis=1) <= 2)
-    _, _, v0 = _run(default_market_params(disable_prob=0.0, disable_min_ticks=lo, disable_max_ticks=hi), seed=9)
+    _, _, v0 = _run(
+        default_market_params(disable_prob=0.0, disable_min_ticks=lo, disable_max_ticks=hi), seed=9
+    )
     assert not v0.outage.any()
 
 
@@ -381,6 +390,12 @@ def _ref_episode(params, noise, ep_noise, sched):
     return ms, stack(outs)
 
 
+@jax.jit
+def _draw_parity_noise(keys):
+    noise = jax.vmap(lambda k: draw_market_noise(k, T_PARITY, STATIC_PAR))(keys)
+    return noise, jax.vmap(lambda k: draw_episode_noise(k, STATIC_PAR))(keys)
+
+
 @functools.lru_cache(maxsize=2)
 def _cases(seed: int):
     """N_PARITY random param sets and schedules, and their noise (NumPy)."""
@@ -389,8 +404,7 @@ def _cases(seed: int):
     scheds = [random_schedule(rng, T_PARITY, N, float(p.dt_ms)) for p in params]
     keys = jax.random.split(jax.random.PRNGKey(seed), N_PARITY)
     with enable_x64():  # float64 draws (the float32 run rounds them on conversion)
-        noise = jax.vmap(lambda k: draw_market_noise(k, T_PARITY, STATIC_PAR))(keys)
-        ep = jax.vmap(lambda k: draw_episode_noise(k, STATIC_PAR))(keys)
+        noise, ep = _draw_parity_noise(keys)
     return params, scheds, jax.tree.map(np.asarray, noise), jax.tree.map(np.asarray, ep)
 
 
@@ -474,17 +488,26 @@ def test_vmap_equals_loop_one_trace_and_determinism():
 
 
 def test_noise_of_a_tick_independent_of_chunking():
-    static = StaticSimParams()
-    k = jax.random.PRNGKey(5)
-    full = draw_market_noise(k, 64, static)
-    parts = [draw_market_noise(k, 16, static, t0=t0) for t0 in (0, 16, 32, 48)]
-    for name in ("z", "u_fill", "eps_basis", "u_stale"):
-        a = np.asarray(getattr(full, name))
-        b = np.concatenate([np.asarray(getattr(x, name)) for x in parts])
-        np.testing.assert_array_equal(a, b)
-    assert np.all((np.asarray(full.u_fill) >= 0) & (np.asarray(full.u_fill) < 1))
-    # inputs of the strategy have the strategy's types
-    p = default_market_params()
-    ms = jm.initial_market_state(p, static)
-    _, inp, _ = jm.market_step(p, ms, noise_at(full, 0), to_jax(noise_at(identity_schedule(1, N), 0)), 0)
-    assert isinstance(inp, MarketInputs)
+    _, _, noise, _ = _cases(11)  # 120 ticks drawn in one block per key
+    keys = jax.random.split(jax.random.PRNGKey(11), N_PARITY)
+    draw = jax.jit(draw_market_noise, static_argnums=(1, 2))
+    with enable_x64():
+        for t0 in (0, 40, 104):
+            part = draw(keys[3], 16, STATIC_PAR, t0)
+            for name in (
+                "z",
+                "z_jump",
+                "eps_basis",
+                "u_jump",
+                "u_regime",
+                "u_stale",
+                "u_thin",
+                "u_fill",
+            ):
+                np.testing.assert_array_equal(
+                    np.asarray(getattr(part, name)), getattr(noise, name)[3, t0 : t0 + 16]
+                )
+    u = np.concatenate([noise.u_fill.ravel(), noise.u_stale.ravel(), noise.u_jump.ravel()])
+    assert np.all((u >= 0) & (u < 1)) and abs(u.mean() - 0.5) < 0.01
+    z = np.concatenate([noise.z.ravel(), noise.eps_basis.ravel()])
+    assert abs(z.mean()) < 0.02 and abs(z.std() - 1) < 0.02

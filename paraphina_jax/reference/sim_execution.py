@@ -174,7 +174,9 @@ def fill_quotes(
                 fees_usd[v] += fee_bps / 1e4 * px * q
     acct = mstate.account
     for s in range(2):
-        acct = book_fills(acct, fill[:, s], np.full(n, sides[s]), size[:, s], price[:, s], fee[:, s])
+        acct = book_fills(
+            acct, fill[:, s], np.full(n, sides[s]), size[:, s], price[:, s], fee[:, s]
+        )
     fills = FillBatch(
         valid=fill.reshape(2 * n),
         venue=np.repeat(np.arange(n, dtype=np.int64), 2),
@@ -349,7 +351,9 @@ def _empty_fills(n: int, purpose: int) -> dict[str, np.ndarray]:
 def concat_fills(*batches: FillBatch) -> FillBatch:
     """Concatenate fill batches along `[K]`, in argument order."""
     names = ("valid", "venue", "side", "size", "price", "fee_bps", "purpose", "order_id")
-    return FillBatch(**{k: np.concatenate([np.asarray(getattr(b, k)) for b in batches]) for k in names})
+    return FillBatch(
+        **{k: np.concatenate([np.asarray(getattr(b, k)) for b in batches]) for k in names}
+    )
 
 
 def add_reports(a: ExecReport, b: ExecReport) -> ExecReport:

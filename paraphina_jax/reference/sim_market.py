@@ -54,9 +54,13 @@ def initial_market_state(
         lo, hi = _i(params.disable_min_ticks), _i(params.disable_max_ticks)
         for v in range(n):
             if float(episode_noise.u_disable[v]) < _f(params.disable_prob):
-                start = min(max(math.floor(float(episode_noise.u_start[v]) * static.n_ticks), 0),
-                            static.n_ticks - 1)
-                length = min(lo + math.floor(float(episode_noise.u_len[v]) * float(hi - lo + 1)), hi)
+                start = min(
+                    max(math.floor(float(episode_noise.u_start[v]) * static.n_ticks), 0),
+                    static.n_ticks - 1,
+                )
+                length = min(
+                    lo + math.floor(float(episode_noise.u_len[v]) * float(hi - lo + 1)), hi
+                )
                 d_start[v] = start
                 d_end[v] = start + max(length, 0)
     pos = np.zeros(n)
@@ -77,7 +81,9 @@ def initial_market_state(
         account=AccountState(
             position_tao=pos,
             entry_price=entry,
-            collateral_usd=np.broadcast_to(np.asarray(params.collateral_usd, np.float64), (n,)).copy(),
+            collateral_usd=np.broadcast_to(
+                np.asarray(params.collateral_usd, np.float64), (n,)
+            ).copy(),
         ),
         pending=PendingIOC(
             valid=np.zeros((2, n), dtype=bool),
@@ -127,7 +133,9 @@ def account_snapshot(
         out["avail"][v] = max(balance - used, 0.0)
         if q != 0:
             # equity = maintenance margin:  c + q(p − a) = mmr·|q|·p
-            p_liq = (a - c / q) / (1.0 - float(params.maint_margin_ratio[v]) * math.copysign(1.0, q))
+            p_liq = (a - c / q) / (
+                1.0 - float(params.maint_margin_ratio[v]) * math.copysign(1.0, q)
+            )
             if math.isfinite(p_liq) and p_liq > 0:
                 has[v] = True
                 out["pliq"][v] = p_liq
@@ -170,7 +178,9 @@ def market_step(
     n_jumps = poisson_count(float(noise_t.u_jump), _f(p.jump_intensity), static.max_jumps)
     jump = math.sqrt(n_jumps) * _f(p.jump_sigma) * float(noise_t.z_jump)
     z = float(noise_t.z)
-    log_s = float(mstate.log_s) + (_f(p.drift) - 0.5 * vol * vol) * h + vol * math.sqrt(h) * z + jump
+    log_s = (
+        float(mstate.log_s) + (_f(p.drift) - 0.5 * vol * vol) * h + vol * math.sqrt(h) * z + jump
+    )
     s = _f(p.s0) * math.exp(log_s)  # the state carries ln(S/s0)
 
     basis = np.zeros(n)
@@ -219,7 +229,9 @@ def market_step(
         disabled = int(mstate.disable_start[v]) <= tick < int(mstate.disable_end[v])
         outage[v] = bool(sched_t.outage[v]) or disabled
         # 7. funding rate with overlays
-        f8[v] = float(sched_t.funding_sign[v]) * (float(p.funding_8h[v]) + float(sched_t.funding_add[v]))
+        f8[v] = float(sched_t.funding_sign[v]) * (
+            float(p.funding_8h[v]) + float(sched_t.funding_add[v])
+        )
 
     # 7. settlement every period of sim time
     nxt = int(mstate.next_settle_ms)
@@ -242,7 +254,9 @@ def market_step(
 
     inputs = MarketInputs(
         now_ms=np.asarray(now, dtype=np.int64),
-        book=BookInputs(updated=updated, bid_px=bid, bid_sz=touch.copy(), ask_px=ask, ask_sz=touch.copy()),
+        book=BookInputs(
+            updated=updated, bid_px=bid, bid_sz=touch.copy(), ask_px=ask, ask_sz=touch.copy()
+        ),
         funding=FundingInputs(
             updated=~outage,
             rate_8h=f8.copy(),

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
+from jax import lax
 
 from paraphina_jax.config.types import (
     PURPOSE_EXIT,
@@ -99,6 +100,15 @@ def book_fills(
     )
 
 
+def _sum_last(x: Array) -> Array:
+    """Sum over a short last axis as explicit adds (XLA:CPU runs tiny reductions as separate,
+    slow loops; adds fuse with their neighbours)."""
+    acc = x[..., 0]
+    for i in range(1, x.shape[-1]):
+        acc = acc + x[..., i]
+    return acc
+
+
 def _valid_order(size: Array, price: Array) -> Array:
     return jnp.isfinite(size) & jnp.isfinite(price) & (size > 0) & (price > 0)
 
@@ -155,6 +165,9 @@ def fill_quotes(
     frac = jnp.where(crossed, 1.0, p.fill_frac_min + (p.fill_frac_max - p.fill_frac_min) * frac_u)
     size = sz * frac
     fill = live & (u < prob) & (size > 0)
+    # Materialise the decisions once: without the barrier XLA re-fuses the exponentials into
+    # every consumer (each account field, each FillBatch field) and recomputes them.
+    fill, size = lax.optimization_barrier((fill, size))
     fee_bps = jnp.broadcast_to((p.maker_fee_bps - p.maker_rebate_bps)[:, None], (n, 2))
 
     side = jnp.broadcast_to(jnp.array([SIDE_BUY, SIDE_SELL], view.tick.dtype), (n, 2))
@@ -176,7 +189,7 @@ def fill_quotes(
     zi = jnp.zeros((n,), view.tick.dtype)
     zf = jnp.zeros((n,), px.dtype)
     report = ExecReport(
-        maker_fills=jnp.sum(fill, axis=1).astype(zi.dtype),
+        maker_fills=fill[:, 0].astype(zi.dtype) + fill[:, 1].astype(zi.dtype),
         taker_fills=zi,
         maker_tao=size[:, 0] + size[:, 1],
         taker_tao=zf,
@@ -299,6 +312,8 @@ def execute_ioc(
     fill = go & (filled > 0)
     filled = jnp.where(fill, filled, 0.0)
     avg = jnp.where(fill, avg, 0.0)
+    # Materialise the ladder results once (see fill_quotes).
+    fill, filled, avg, touch_px = lax.optimization_barrier((fill, filled, avg, touch_px))
     fee_bps = jnp.broadcast_to(p.taker_fee_bps[None, :], (2, n))
     fee_usd = jnp.where(fill, fee_bps / 1e4 * avg * filled, 0.0)
     slip = jnp.where(fill, jnp.abs(avg - touch_px) * filled, 0.0)
@@ -310,16 +325,16 @@ def execute_ioc(
     # Exits in (rank, venue) order: position = number of filled exits ranked ahead.
     key = pend.rank[0] * n + venues
     ahead = fill[0][None, :] & (key[None, :] < key[:, None])  # [v, u]: u ahead of v
-    pos = jnp.sum(ahead, axis=1)
+    pos = _sum_last(ahead.astype(idt))
     sel = fill[0][None, :] & (pos[None, :] == venues[:, None])  # [slot, v]
+    slot_used = _sum_last(sel.astype(idt)) > 0
 
     def perm(x: Array, empty: Any) -> Array:
-        return jnp.sum(jnp.where(sel, x[None, :], jnp.zeros((), x.dtype)), axis=1) + jnp.where(
-            jnp.any(sel, axis=1), jnp.zeros((), x.dtype), jnp.asarray(empty, x.dtype)
-        )
+        got = _sum_last(jnp.where(sel, x[None, :], jnp.zeros((), x.dtype)))
+        return jnp.where(slot_used, got, jnp.asarray(empty, x.dtype))
 
     exit_fills = FillBatch(
-        valid=jnp.any(sel, axis=1),
+        valid=slot_used,
         venue=perm(venues, 0),
         side=perm(pend.side[0], SIDE_BUY),
         size=perm(filled[0], 0.0),
@@ -341,12 +356,12 @@ def execute_ioc(
     fills = concat_fills(exit_fills, hedge_fills)
     report = ExecReport(
         maker_fills=jnp.zeros((n,), idt),
-        taker_fills=jnp.sum(fill, axis=0).astype(idt),
+        taker_fills=fill[0].astype(idt) + fill[1].astype(idt),
         maker_tao=jnp.zeros((n,), fd),
         taker_tao=filled[0] + filled[1],
         fees_usd=fee_usd[0] + fee_usd[1],
         slippage_usd=slip[0] + slip[1],
-        rejected=jnp.sum(rej_busy | rej_out, axis=0).astype(idt),
+        rejected=_sum_last(jnp.concatenate([rej_busy, rej_out]).T.astype(idt)),
     )
     mstate = mstate.replace(account=acct, pending=pend.replace(valid=pend.valid & ~ex))
     return mstate, fills, report

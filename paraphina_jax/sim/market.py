@@ -298,7 +298,9 @@ def market_step(
         tick=t + 1,
         account=acct,
     )
-    return mstate, inputs, view
+    # Materialise the tick once: without the barrier XLA re-fuses the price chain (exp, basis,
+    # mids) into every downstream consumer (fills, ladder, strategy) and recomputes it there.
+    return lax.optimization_barrier((mstate, inputs, view))
 
 
 def market_path(

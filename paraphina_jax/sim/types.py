@@ -167,7 +167,9 @@ class PendingIOC:
 class MarketState:
     """Everything the canonical simulator carries from tick to tick."""
 
-    log_s: Array  # [] f  ln(S/s0) of the last emitted tick (0 initially; relative for f32 precision)
+    log_s: (
+        Array  # [] f  ln(S/s0) of the last emitted tick (0 initially; relative for f32 precision)
+    )
     vol_regime: Array  # [] i  0 normal, 1 high
     basis: Array  # [N] f  relative basis of the last emitted tick (b̄ initially)
     funding_8h: Array  # [N] f  rate in force at the last tick
@@ -360,23 +362,27 @@ _EPISODE_COUNTER = np.uint32(0xFFFFFFFF)  # tick counter reserved for per-episod
 def _uniforms(keys: Array, ticks: Array, width: int, dtype: Any) -> Array:
     """U[0,1) for every (stream key, tick, j < width): `[T, S, width]`.
 
-    Counter-based: value (s, t, j) is built from threefry2x32(key_s, (t, j)), i.e. a fold-in of
-    the tick into the stream key, hashed once. All streams and ticks go through ONE batched
-    threefry call (threefry dominates both run time and compile time of the draws).
+    Counter-based: the words of tick t are threefry2x32(key_s, (t, c)) for counters c, i.e. a
+    fold-in of the tick into the stream key, hashed once. Each hash gives two 32-bit words:
+    float32 uses one word per value (23 mantissa bits), float64 two (52 bits). All streams and
+    ticks go through ONE batched threefry call (threefry dominates both the run time and the
+    compile time of the draws).
     """
     n_t = ticks.shape[0]
-    x0 = jnp.broadcast_to(ticks.astype(jnp.uint32)[:, None], (n_t, width)).reshape(-1)
-    x1 = jnp.broadcast_to(jnp.arange(width, dtype=jnp.uint32)[None, :], (n_t, width)).reshape(-1)
-    count = jnp.concatenate([x0, x1])
-    words = jax.vmap(lambda k: threefry_2x32((k[0], k[1]), count))(keys)  # [S, 2·T·W]
-    hi = words[:, : n_t * width].reshape(-1, n_t, width)
-    lo = words[:, n_t * width :].reshape(-1, n_t, width)
-    if np.dtype(dtype) == np.float64:
-        bits = (hi.astype(jnp.uint64) << 32) | lo.astype(jnp.uint64)
+    wide = np.dtype(dtype) == np.float64
+    n_c = width if wide else (width + 1) // 2  # counters (= hashes) per tick and stream
+    x0 = jnp.broadcast_to(ticks.astype(jnp.uint32)[:, None], (n_t, n_c)).reshape(-1)
+    x1 = jnp.broadcast_to(jnp.arange(n_c, dtype=jnp.uint32)[None, :], (n_t, n_c)).reshape(-1)
+    words = jax.vmap(lambda k: threefry_2x32((k[0], k[1]), jnp.concatenate([x0, x1])))(keys)
+    first = words[:, : n_t * n_c].reshape(-1, n_t, n_c)  # [S, T, n_c]
+    second = words[:, n_t * n_c :].reshape(-1, n_t, n_c)
+    if wide:
+        bits = (first.astype(jnp.uint64) << 32) | second.astype(jnp.uint64)
         mant = (bits >> 12) | np.uint64(0x3FF0000000000000)
         u = jax.lax.bitcast_convert_type(mant, jnp.float64) - 1.0
     else:
-        mant = (hi >> 9) | np.uint32(0x3F800000)
+        w = jnp.concatenate([first, second], axis=-1)[..., :width]
+        mant = (w >> 9) | np.uint32(0x3F800000)
         u = (jax.lax.bitcast_convert_type(mant, jnp.float32) - 1.0).astype(dtype)
     return jnp.transpose(u, (1, 0, 2))
 
@@ -437,6 +443,6 @@ def draw_episode_noise(key: Array, static: StaticSimParams, dtype: Any = None) -
     return EpisodeNoise(u_disable=u[:n], u_start=u[n : 2 * n], u_len=u[2 * n :])
 
 
-def noise_at(noise: MarketNoise, t: int) -> MarketNoise:
-    """Row `t` of a `[T, ...]` noise tree (host-side convenience for loops and tests)."""
-    return jax.tree.map(lambda x: x[t], noise)
+def noise_at(noise: Any, t: int) -> Any:
+    """Row `t` of a flat `[T, ...]` struct (`MarketNoise`, `ScenarioSchedule`; host-side loops)."""
+    return noise.replace(**{f.name: getattr(noise, f.name)[t] for f in dataclasses.fields(noise)})

@@ -38,7 +38,7 @@ from paraphina_jax.strategy.targets import funding_rate_for_decision
 from paraphina_jax.strategy.types import Array, Controls, HedgePlan, StrategyState
 
 EIGHT_HOURS_SEC = 8.0 * 60.0 * 60.0
-UNROLL_MAX_STEPS = 32  # greedy steps unrolled in full up to this count
+UNROLL_MAX_STEPS = 64  # greedy steps unrolled (one fusion barrier per step) up to this count
 
 
 class HedgeStep(NamedTuple):
@@ -416,9 +416,13 @@ def _greedy(
             return more & (c[1] >= 1e-9)
 
         _, _, alloc = lax.while_loop(cond, body, init)
+    elif steps <= UNROLL_MAX_STEPS:
+        carry = init
+        for _ in range(steps):
+            carry = lax.optimization_barrier(body(carry))
+        alloc = carry[2]
     else:
-        unroll = steps if steps <= UNROLL_MAX_STEPS else 1
-        _, _, alloc = lax.fori_loop(0, steps, lambda _, c: body(c), init, unroll=unroll)
+        _, _, alloc = lax.fori_loop(0, steps, lambda _, c: body(c), init)
     return jnp.stack(alloc)
 
 
