@@ -23,7 +23,15 @@ from paraphina_jax.config.types import (
     STATUS_WARNING,
     StrategyConfig,
 )
-from paraphina_jax.strategy.types import Controls, StrategyState, init_state
+from paraphina_jax.strategy.types import (
+    AccountInputs,
+    BookInputs,
+    Controls,
+    FundingInputs,
+    MarketInputs,
+    StrategyState,
+    init_state,
+)
 
 NOW_MS = 1_000_000
 CASES: tuple[str, ...] = (
@@ -40,7 +48,9 @@ CASES: tuple[str, ...] = (
 )
 
 
-def random_state(rng: np.random.Generator, cfg: StrategyConfig, case: str = "random") -> StrategyState:
+def random_state(
+    rng: np.random.Generator, cfg: StrategyConfig, case: str = "random"
+) -> StrategyState:
     """One random valid state for `case` (see CASES)."""
     n = cfg.n_venues
     m = cfg.toxicity.max_pending_per_venue
@@ -72,9 +82,16 @@ def random_state(rng: np.random.Generator, cfg: StrategyConfig, case: str = "ran
     v["local_vol_long"] = np.abs(rng.normal(0.0, vol_scale, n))
     v["prev_ln_mid"] = np.log(np.maximum(mid * (1 + rng.normal(0, 1e-3, n)), 1e-6))
     v["has_prev_ln_mid"] = v["has_mid"] & (rng.random(n) < 0.95)
-    tox = np.clip(rng.choice([0.0, 0.3, 0.6, 0.75, 0.9, 1.0], n) + rng.normal(0, 0.05, n) * (rng.random(n) < 0.5), 0, 1)
+    tox = np.clip(
+        rng.choice([0.0, 0.3, 0.6, 0.75, 0.9, 1.0], n)
+        + rng.normal(0, 0.05, n) * (rng.random(n) < 0.5),
+        0,
+        1,
+    )
     v["toxicity"] = tox
-    v["status"] = np.where(tox >= 0.9, STATUS_DISABLED, np.where(tox >= 0.6, STATUS_WARNING, STATUS_HEALTHY))
+    v["status"] = np.where(
+        tox >= 0.9, STATUS_DISABLED, np.where(tox >= 0.6, STATUS_WARNING, STATUS_HEALTHY)
+    )
     if case == "one_disabled":
         d = rng.integers(n)
         v["status"][:] = STATUS_HEALTHY
@@ -135,7 +152,9 @@ def random_state(rng: np.random.Generator, cfg: StrategyConfig, case: str = "ran
     v["dev_breach_count"] = rng.integers(0, 4, n)
     v["dev_disabled"] = rng.random(n) < 0.03
 
-    venues = st.venues.replace(**{k: np.asarray(a, dtype=getattr(st.venues, k).dtype) for k, a in v.items()})
+    venues = st.venues.replace(
+        **{k: np.asarray(a, dtype=getattr(st.venues, k).dtype) for k, a in v.items()}
+    )
 
     sig = float(np.abs(rng.normal(0, 5e-5))) + 1e-7
     if case == "extreme_vol":
@@ -156,7 +175,9 @@ def random_state(rng: np.random.Generator, cfg: StrategyConfig, case: str = "ran
         kf_initialised=np.bool_(has_fv),
         fair_value=np.float64(s if has_fv else 0.0),
         has_fair_value=np.bool_(has_fv),
-        fair_value_prev=np.float64(s * (1 + rng.normal(0, 1e-3)) if has_fv or rng.random() < 0.5 else 0.0),
+        fair_value_prev=np.float64(
+            s * (1 + rng.normal(0, 1e-3)) if has_fv or rng.random() < 0.5 else 0.0
+        ),
         fv_short_vol=np.float64(sig),
         fv_long_vol=np.float64(sig * rng.uniform(0.5, 2.0)),
         sigma_eff=np.float64(sig),
@@ -210,6 +231,56 @@ def random_controls(rng: np.random.Generator, n: int) -> Controls:
         hedge_scale=np.float64(rng.uniform(0.0, 2.0)),
         hedge_venue_weights=w,
     )
+
+
+def random_inputs(
+    rng: np.random.Generator, state: StrategyState, cfg: StrategyConfig, now_ms: int = NOW_MS
+) -> MarketInputs:
+    """Random valid market inputs for one tick at `now_ms`, centred on the state's books.
+
+    Books move by up to ~0.5 % around the venue mid (fair value where absent), spreads 0.01–1.5
+    USD; about 10 % of venues get no update, 5 % an empty side and 2 % a crossed book. Funding
+    records arrive on about half of the venues; account snapshots on about 90 %, a third with a
+    liquidation price, the rest in the constant-distance mode.
+    """
+    n = cfg.n_venues
+    v = state.venues
+    s = float(state.fair_value) if bool(state.has_fair_value) else float(rng.uniform(50, 600))
+    centre = np.where(np.asarray(v.has_mid), np.asarray(v.mid, np.float64), s)
+    mid = centre * (1.0 + rng.normal(0.0, 2e-3, n))
+    if rng.random() < 0.1:
+        mid = mid * (1.0 + rng.choice([-1.0, 1.0]) * rng.uniform(0.01, 0.05))  # jump
+    spread = rng.uniform(0.01, 1.5, n)
+    spread = np.where(rng.random(n) < 0.02, -rng.uniform(0.01, 0.2, n), spread)  # crossed
+    bid_sz = np.round(rng.uniform(0.5, 60.0, n), 2)
+    ask_sz = np.round(rng.uniform(0.5, 60.0, n), 2)
+    bid_sz = np.where(rng.random(n) < 0.05, 0.0, bid_sz)
+    book = BookInputs(
+        updated=rng.random(n) < 0.9,
+        bid_px=mid - spread / 2.0,
+        bid_sz=bid_sz,
+        ask_px=mid + spread / 2.0,
+        ask_sz=ask_sz,
+    )
+    funding = FundingInputs(
+        updated=rng.random(n) < 0.5,
+        rate_8h=rng.normal(0.0, 5e-4, n),
+        next_funding_ms=(now_ms + rng.integers(-100_000, 28_800_000, n)).astype(np.int64),
+        has_next=rng.random(n) < 0.7,
+    )
+    has_liq = rng.random(n) < 0.33
+    account = AccountInputs(
+        updated=rng.random(n) < 0.9,
+        margin_balance_usd=rng.uniform(0.0, 50_000.0, n),
+        margin_used_usd=rng.uniform(0.0, 20_000.0, n),
+        margin_available_usd=np.where(rng.random(n) < 0.1, 0.0, rng.uniform(0.0, 20_000.0, n)),
+        price_liq=mid * (1.0 + rng.choice([-1.0, 1.0], n) * rng.uniform(1e-4, 0.05, n)),
+        has_price_liq=has_liq,
+        dist_liq_sigma=np.where(
+            rng.random(n) < 0.3, rng.choice([1.0, 2.0, 3.5, 5.0, 8.0], n), rng.uniform(0.5, 15.0, n)
+        ),
+    )
+    return MarketInputs(now_ms=np.int64(now_ms), book=book, funding=funding, account=account)
 
 
 def stack(trees: Sequence[Any]) -> Any:

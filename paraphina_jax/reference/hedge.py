@@ -90,7 +90,7 @@ def hedge_band(state: StrategyState, cfg: StrategyConfig) -> float:
     raise ValueError(f"hedge_band_mode must be 'ref' or 'spec', got {mode!r}")
 
 
-def hedge_step(state: StrategyState, controls: Controls, cfg: StrategyConfig) -> HedgeStep:
+def hedge_step(state: StrategyState, controls: Controls | None, cfg: StrategyConfig) -> HedgeStep:
     """§15.1 gates, dead band (inclusive) and clamped step.
 
     Kill switch or S absent/non-finite/≤ 0 ⇒ no hedge. `|X| ≤ band` ⇒ no hedge.
@@ -104,7 +104,7 @@ def hedge_step(state: StrategyState, controls: Controls, cfg: StrategyConfig) ->
     x = float(state.q_global_tao)
     band = hedge_band(state, cfg)
     raw = float(hc.k_hedge) * x
-    if mode == "rec":
+    if mode == "rec" and controls is not None:
         raw = raw * float(controls.hedge_scale)
     max_step = _fmax(float(hc.max_step), 0.0)
     dh = min(max(raw, -max_step), max_step) if not math.isnan(raw) else raw
@@ -130,7 +130,7 @@ def hedge_costs(
     state: StrategyState,
     side: int,
     now_ms: int,
-    controls: Controls,
+    controls: Controls | None,
     cfg: StrategyConfig,
 ) -> HedgeCosts:
     """§15.2 candidate gates, guard prices, caps, margin cap and per-unit cost, per venue.
@@ -157,8 +157,9 @@ def hedge_costs(
     stale = gate_stale_ms(cfg)
     f8 = funding_rate_for_decision(state, now, cfg, "hedge")
     horizon_frac = float(hc.funding_horizon_sec) / EIGHT_HOURS_SEC
-    rec = cfg.flags.control_surface_mode == "rec"
-    w = np.asarray(controls.hedge_venue_weights, dtype=np.float64)
+    rec = cfg.flags.control_surface_mode == "rec" and controls is not None
+    w = np.full(n, 1.0 / n) if controls is None else np.asarray(controls.hedge_venue_weights)
+    w = np.asarray(w, dtype=np.float64)
     uniform = bool(np.all(w == w[0]))
     kappa = float(hc.venue_weight_kappa)
 
@@ -307,7 +308,9 @@ def allocate_hedge(
     chunk = chunk_size(cfg)
     conv = convexity_per_chunk(fair, cfg)
 
-    chunks: list[tuple[float, int, int, int, float]] = []  # (unit cost, id rank, index, venue, size)
+    chunks: list[
+        tuple[float, int, int, int, float]
+    ] = []  # (unit cost, id rank, index, venue, size)
     for j in range(n):
         if not bool(costs.candidate[j]):
             continue
@@ -357,7 +360,7 @@ def allocate_hedge(
 def plan_hedge(
     state: StrategyState,
     now_ms: int,
-    controls: Controls,
+    controls: Controls | None,
     cfg: StrategyConfig,
 ) -> HedgePlan:
     """§15 hedge plan of one tick: IOC orders at guard prices, emitted venue ascending.
@@ -377,7 +380,7 @@ def plan_hedge(
     else:
         costs = hedge_costs(state, step.side, now_ms, controls, cfg)
     alloc, size, valid = allocate_hedge(costs, step.target, fair, cfg)
-    if cfg.flags.control_surface_mode == "ref_env":
+    if cfg.flags.control_surface_mode == "ref_env" and controls is not None:
         size = size * float(controls.hedge_scale)
     return HedgePlan(
         valid=valid,

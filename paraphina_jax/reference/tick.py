@@ -91,7 +91,11 @@ def engine_update(
 
 
 def decide_mm(
-    state: StrategyState, now_ms: int, controls: Controls, cfg: StrategyConfig, use_clock: bool
+    state: StrategyState,
+    now_ms: int,
+    controls: Controls | None,
+    cfg: StrategyConfig,
+    use_clock: bool,
 ) -> tuple[QuoteSet, OrderPlan]:
     quotes = compute_quotes(state, now_ms, controls, cfg, use_clock=use_clock)
     return quotes, plan_orders(state, quotes, now_ms, cfg)
@@ -102,7 +106,7 @@ def decide_exits(state: StrategyState, now_ms: int, cfg: StrategyConfig) -> Exit
 
 
 def decide_hedge(
-    state: StrategyState, now_ms: int, controls: Controls, cfg: StrategyConfig
+    state: StrategyState, now_ms: int, controls: Controls | None, cfg: StrategyConfig
 ) -> HedgePlan:
     return plan_hedge(state, now_ms, controls, cfg)
 
@@ -155,7 +159,7 @@ def _mask_exit(plan: ExitPlan, on: bool) -> ExitPlan:
 def strategy_tick(
     state: StrategyState,
     inputs: MarketInputs,
-    controls: Controls,
+    controls: Controls | None,
     cfg: StrategyConfig,
     opts: TickOptions = TickOptions(),
 ) -> tuple[StrategyState, TickOutput]:

@@ -38,7 +38,6 @@ from paraphina_jax.strategy.targets import funding_rate_for_decision
 from paraphina_jax.strategy.types import Array, Controls, HedgePlan, StrategyState
 
 EIGHT_HOURS_SEC = 8.0 * 60.0 * 60.0
-UNROLL_MAX_STEPS = 64  # greedy steps unrolled (one fusion barrier per step) up to this count
 
 
 class HedgeStep(NamedTuple):
@@ -120,7 +119,7 @@ def hedge_band(state: StrategyState, cfg: StrategyConfig) -> Array:
     raise ValueError(f"hedge_band_mode must be 'ref' or 'spec', got {mode!r}")
 
 
-def hedge_step(state: StrategyState, controls: Controls, cfg: StrategyConfig) -> HedgeStep:
+def hedge_step(state: StrategyState, controls: Controls | None, cfg: StrategyConfig) -> HedgeStep:
     """§15.1 gates, dead band (inclusive) and clamped step.
 
     Kill switch or S absent/non-finite/≤ 0 ⇒ no hedge. `|X| ≤ band` ⇒ no hedge.
@@ -128,7 +127,7 @@ def hedge_step(state: StrategyState, controls: Controls, cfg: StrategyConfig) ->
     mode only); `|ΔH| < 1e-9` (or non-finite) ⇒ no hedge. ΔH > 0 ⇒ sell.
 
     Args:
-      controls: `hedge_scale []` is read in "rec" mode.
+      controls: `hedge_scale []` is read in "rec" mode; None = no controls (identity).
     """
     hc = cfg.hedge
     mode = _check_mode(cfg)
@@ -137,7 +136,7 @@ def hedge_step(state: StrategyState, controls: Controls, cfg: StrategyConfig) ->
     x = state.q_global_tao
     band = hedge_band(state, cfg)
     raw = _rounded(jnp.asarray(hc.k_hedge, fdt) * x)
-    if mode == "rec":
+    if mode == "rec" and controls is not None:
         raw = _rounded(raw * jnp.asarray(controls.hedge_scale, fdt))
     max_step = jnp.fmax(jnp.asarray(hc.max_step, fdt), 0.0)
     dh = jnp.clip(raw, -max_step, max_step)
@@ -165,7 +164,7 @@ def hedge_costs(
     state: StrategyState,
     side: Array,
     now_ms: Array,
-    controls: Controls,
+    controls: Controls | None,
     cfg: StrategyConfig,
 ) -> HedgeCosts:
     """§15.2 candidate gates, guard prices, caps, margin cap and per-unit cost, `[N]` each.
@@ -179,7 +178,7 @@ def hedge_costs(
     Args:
       side: `[]` int, SIDE_SELL or SIDE_BUY.
       now_ms: `[]` int.
-      controls: `hedge_venue_weights [N]` is read in "rec" mode.
+      controls: `hedge_venue_weights [N]` is read in "rec" mode; None = no controls.
     """
     hc = cfg.hedge
     vt = cfg.venues
@@ -271,7 +270,7 @@ def hedge_costs(
         + liq_pen
         + frag
     )
-    if mode == "rec":
+    if mode == "rec" and controls is not None:
         # SIMULATION §6.3 venue preference; identity (no term at all) at uniform weights.
         w = jnp.asarray(controls.hedge_venue_weights).astype(fdt)
         uniform = jnp.all(w == w[0])
@@ -416,12 +415,9 @@ def _greedy(
             return more & (c[1] >= 1e-9)
 
         _, _, alloc = lax.while_loop(cond, body, init)
-    elif steps <= UNROLL_MAX_STEPS:
-        carry = init
-        for _ in range(steps):
-            carry = lax.optimization_barrier(body(carry))
-        alloc = carry[2]
     else:
+        # A fixed-trip loop. (Unrolling the steps in Python compiled, but the XLA CPU executable
+        # never returned on jax 0.10.2.)
         _, _, alloc = lax.fori_loop(0, steps, lambda _, c: body(c), init)
     return jnp.stack(alloc)
 
@@ -488,7 +484,7 @@ def allocate_hedge(
 def plan_hedge(
     state: StrategyState,
     now_ms: Array,
-    controls: Controls,
+    controls: Controls | None,
     cfg: StrategyConfig,
 ) -> HedgePlan:
     """§15 hedge plan of one tick: IOC orders at guard prices, emitted venue ascending.
@@ -498,7 +494,7 @@ def plan_hedge(
 
     Args:
       now_ms: `[]` int.
-      controls: hedge_scale `[]`, hedge_venue_weights `[N]`.
+      controls: hedge_scale `[]`, hedge_venue_weights `[N]`; None = no controls (identity).
 
     Returns:
       :class:`HedgePlan` with `[N]` orders and `[]` step diagnostics.
@@ -510,7 +506,7 @@ def plan_hedge(
     plan_ok = fair_ok & ~state.kill_switch
     costs = HedgeCosts(*[jnp.where(plan_ok, c, jnp.zeros_like(c)) for c in costs])
     alloc, size, valid = allocate_hedge(costs, step.target, fair, cfg)
-    if cfg.flags.control_surface_mode == "ref_env":
+    if cfg.flags.control_surface_mode == "ref_env" and controls is not None:
         size = size * jnp.asarray(controls.hedge_scale, fdt)
     zero = jnp.zeros((), fdt)
     return HedgePlan(

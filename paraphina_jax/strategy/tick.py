@@ -97,7 +97,11 @@ def engine_update(
 
 
 def decide_mm(
-    state: StrategyState, now_ms: Array, controls: Controls, cfg: StrategyConfig, use_clock: bool
+    state: StrategyState,
+    now_ms: Array,
+    controls: Controls | None,
+    cfg: StrategyConfig,
+    use_clock: bool,
 ) -> tuple[QuoteSet, OrderPlan]:
     """Quotes (§11–12) and the order-management plan against the resting slots (§13)."""
     quotes = compute_quotes(state, now_ms, controls, cfg, use_clock=use_clock)
@@ -110,7 +114,7 @@ def decide_exits(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> Ex
 
 
 def decide_hedge(
-    state: StrategyState, now_ms: Array, controls: Controls, cfg: StrategyConfig
+    state: StrategyState, now_ms: Array, controls: Controls | None, cfg: StrategyConfig
 ) -> HedgePlan:
     """Global hedge plan (§15)."""
     return plan_hedge(state, now_ms, controls, cfg)
@@ -148,7 +152,8 @@ def kill_best_effort_exit(state: StrategyState, cfg: StrategyConfig) -> ExitPlan
         valid=onehot,
         size=jnp.where(onehot, jnp.abs(q[j]), zf),
         price=jnp.where(onehot, px, zf),
-        side=jnp.where(sell, -1, 1).astype(v.pm_side.dtype),
+        # the reference reports Buy (+1) unless an eligible venue was chosen with the flag on
+        side=jnp.where(any_elig & cfg.flags.kill_best_effort & sell, -1, 1).astype(v.pm_side.dtype),
         order=jnp.where(onehot, 0, n).astype(v.pm_side.dtype),
         score=zf,
         base_edge=zf,
@@ -164,7 +169,7 @@ def _mask_exit(plan: ExitPlan, on: Array) -> ExitPlan:
 def strategy_tick(
     state: StrategyState,
     inputs: MarketInputs,
-    controls: Controls,
+    controls: Controls | None,
     cfg: StrategyConfig,
     opts: TickOptions = TickOptions(),
 ) -> tuple[StrategyState, TickOutput]:
@@ -173,7 +178,7 @@ def strategy_tick(
     Args:
       state: strategy state before the tick.
       inputs: this tick's market observations (`now_ms` is the tick time).
-      controls: control surface (identity ⇒ the heuristic strategy).
+      controls: control surface (identity or None ⇒ the heuristic strategy, bit for bit).
       cfg: strategy config.
       opts: static scheduling options.
 
