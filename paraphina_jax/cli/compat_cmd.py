@@ -34,7 +34,9 @@ def _mc_config(profile: str | None, env: dict[str, str]) -> tuple[StrategyConfig
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compat", help="the original engine's harnesses (reference-parity mode)")
     s = p.add_subparsers(dest="harness", required=True)
-    mc = s.add_parser("mc", help="Monte Carlo harness (H2), writes mc_runs.jsonl and mc_summary.json")
+    mc = s.add_parser(
+        "mc", help="Monte Carlo harness (H2), writes mc_runs.jsonl and mc_summary.json"
+    )
     mc.add_argument("--profile", default=None)
     mc.add_argument("--runs", type=int, default=50)
     mc.add_argument("--ticks", type=int, default=600)
@@ -62,7 +64,10 @@ def mc_metrics(cfg: StrategyConfig, now_seqs: np.ndarray, engine: str):
         from paraphina_jax.reference.compat_h2 import h2_run
 
         rows = [h2_run(seq, cfg) for seq in now_seqs]
-        cols = {k: np.asarray([r[k] if r[k] is not None else -1 for r in rows]) for k in RunMetrics.__dataclass_fields__}
+        cols = {
+            k: np.asarray([r[k] if r[k] is not None else -1 for r in rows])
+            for k in RunMetrics.__dataclass_fields__
+        }
         return RunMetrics(**cols)
     from paraphina_jax.utils.x64 import enable_x64, request_ieee_exact_xla
 
@@ -95,7 +100,9 @@ def run_mc(args: argparse.Namespace) -> int:
 
     for name in ("runs", "ticks", "tick_ms"):
         if getattr(args, name) <= 0:
-            print(f"paraphina-jax compat mc: --{name.replace('_', '-')} must be > 0", file=sys.stderr)
+            print(
+                f"paraphina-jax compat mc: --{name.replace('_', '-')} must be > 0", file=sys.stderr
+            )
             return 2
     if args.jitter_ms < 0:
         print("paraphina-jax compat mc: --jitter-ms must be >= 0", file=sys.stderr)
@@ -134,7 +141,9 @@ def run_mc(args: argparse.Namespace) -> int:
         "jitter_ms": args.jitter_ms,
         "profile": disp,
     }
-    atomic_write_text(out_dir / "mc_summary.json", json.dumps(summary(records, config), indent=2) + "\n")
+    atomic_write_text(
+        out_dir / "mc_summary.json", json.dumps(summary(records, config), indent=2) + "\n"
+    )
     atomic_write_text(out_dir / "mc_runs.jsonl", jsonl_text(records))
     print()
     print(f"Wrote: {out_dir / 'mc_summary.json'}")

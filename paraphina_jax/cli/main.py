@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from paraphina_jax.cli import run_cmd
         except ModuleNotFoundError:
-            print("paraphina-jax: the 'run' command is not available in this build", file=sys.stderr)
+            print(
+                "paraphina-jax: the 'run' command is not available in this build", file=sys.stderr
+            )
             return 2
         return run_cmd.main(argv[1:])
     mods = _available()
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Multi-venue perp market making in pure JAX (run `paraphina-jax run` for the main job).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, mod in mods.items():
+    for mod in mods.values():
         mod.add_parser(sub)  # type: ignore[attr-defined]
     if not argv:
         parser.print_help()

@@ -22,8 +22,8 @@ from flax import struct
 from paraphina_jax.compat.dummy_book import dummy_book
 from paraphina_jax.config.types import PURPOSE_EXIT, PURPOSE_HEDGE, PURPOSE_MM, StrategyConfig
 from paraphina_jax.strategy.accounting import apply_fills, recompute_exposures
-from paraphina_jax.strategy.tick import decide_exits, decide_hedge, engine_update
 from paraphina_jax.strategy.quoting import compute_quotes
+from paraphina_jax.strategy.tick import decide_exits, decide_hedge, engine_update
 from paraphina_jax.strategy.types import (
     AccountInputs,
     Array,
@@ -149,7 +149,9 @@ def _tree_where(c: Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(c, x, y), a, b)
 
 
-def _phase(state: StrategyState, fills: FillBatch, now: Array, cfg: StrategyConfig) -> StrategyState:
+def _phase(
+    state: StrategyState, fills: FillBatch, now: Array, cfg: StrategyConfig
+) -> StrategyState:
     st = apply_fills(state, fills, now, cfg, record=False)
     return _tree_where(jnp.any(fills.valid), recompute_exposures(st, cfg), st)
 

@@ -17,7 +17,11 @@ from paraphina_jax.config.types import KILL_REASON_NAMES, REGIME_NAMES
 from paraphina_jax.stats.tail import finite_sorted, quantile, tail_risk_block, welford
 
 MC_VERSION = "0.1.0"
-PROFILE_DISPLAY = {"balanced": "Balanced", "conservative": "Conservative", "aggressive": "Aggressive"}
+PROFILE_DISPLAY = {
+    "balanced": "Balanced",
+    "conservative": "Conservative",
+    "aggressive": "Aggressive",
+}
 
 
 def run_records(metrics: Any, seeds: Sequence[int], start_index: int = 0) -> list[dict]:
@@ -151,7 +155,9 @@ def summary_lines(records: Sequence[dict], start: int) -> list[str]:
     lines.append(f"  kill_rate:         {agg['kill_rate'] * 100:.2f}% ({agg['kill_count']} / {n})")
     kts = [r["kill_tick"] for r in records if r["kill_tick"] is not None]
     if kts:
-        lines.append(f"  kill_tick:         mean={np.mean(kts):.2f}  min={min(kts)}  max={max(kts)}")
+        lines.append(
+            f"  kill_tick:         mean={np.mean(kts):.2f}  min={min(kts)}  max={max(kts)}"
+        )
 
     def fmt(d: dict, q: bool) -> str:
         s = f"mean={d['mean']:.4f}  std(pop)={d['std_pop']:.4f}  min={d['min']:.4f}  max={d['max']:.4f}"
@@ -176,7 +182,9 @@ def signed2(x: float) -> str:
     return f"+{x:.2f}" if x >= 0 or math.isnan(x) else f"{x:.2f}"
 
 
-def daily_summary(realised: float, unrealised: float, total: float, kill: bool, reason: int, regime: int) -> str:
+def daily_summary(
+    realised: float, unrealised: float, total: float, kill: bool, reason: int, regime: int
+) -> str:
     """The core runner's end-of-run summary block (SIMULATION §10), with its leading blank line."""
     lines = [
         "",

@@ -40,14 +40,19 @@ def _no_inputs(n: int) -> tuple[FundingInputs, AccountInputs]:
 
 
 def _apply_intents(
-    state: StrategyState, intents: list[tuple[int, int, float, float, float, int]], now: int, cfg: StrategyConfig
+    state: StrategyState,
+    intents: list[tuple[int, int, float, float, float, int]],
+    now: int,
+    cfg: StrategyConfig,
 ) -> StrategyState:
     """F3: every intent fills at its limit price (accounting only); mark if anything filled."""
     any_fill = False
     for venue, side, size, price, fee, purpose in intents:
         if not (math.isfinite(price) and price > 0 and math.isfinite(size) and size > 0):
             continue
-        state = apply_fill(state, venue, side, size, price, fee, purpose, -1, now, cfg, record=False)
+        state = apply_fill(
+            state, venue, side, size, price, fee, purpose, -1, now, cfg, record=False
+        )
         any_fill = True
     return recompute_exposures(state, cfg) if any_fill else state
 
@@ -75,7 +80,9 @@ def h2_run(now_seq: np.ndarray, cfg: StrategyConfig) -> dict:
     dd_init, dd_peak, dd_max = False, 0.0, 0.0
     out = {"kill_tick": None, "ticks_executed": len(now_seq)}
     for t, now in enumerate(int(x) for x in now_seq):
-        inputs = MarketInputs(now_ms=now, book=dummy_book(now, cfg, np), funding=funding, account=account)
+        inputs = MarketInputs(
+            now_ms=now, book=dummy_book(now, cfg, np), funding=funding, account=account
+        )
         state = engine_update(state, inputs, cfg, True, H2_OPTS)
         if bool(state.kill_switch):
             out.update(kill_tick=t, ticks_executed=t, pnl_total=float(state.daily_pnl_total))
@@ -92,7 +99,10 @@ def h2_run(now_seq: np.ndarray, cfg: StrategyConfig) -> dict:
         ex = decide_exits(state, now, cfg)
         order = sorted((int(ex.order[v]), v) for v in range(n) if bool(ex.valid[v]))
         side = int(ex.side)
-        exits = [(v, side, float(ex.size[v]), float(ex.price[v]), taker[v], PURPOSE_EXIT) for _, v in order]
+        exits = [
+            (v, side, float(ex.size[v]), float(ex.price[v]), taker[v], PURPOSE_EXIT)
+            for _, v in order
+        ]
         state = _apply_intents(state, exits, now, cfg)
         peaks.update(state)
         hp = decide_hedge(state, now, controls, cfg)

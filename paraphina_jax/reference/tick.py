@@ -19,7 +19,7 @@ from paraphina_jax.reference.hedge import plan_hedge
 from paraphina_jax.reference.orders import apply_order_plan, plan_orders
 from paraphina_jax.reference.quoting import compute_quotes
 from paraphina_jax.reference.risk import update_risk, update_venue_deviation
-from paraphina_jax.reference.toxicity import update_toxicity
+from paraphina_jax.reference.toxicity import apply_toxicity_floor, force_disabled, update_toxicity
 from paraphina_jax.reference.volatility import update_fair_value_and_vol
 from paraphina_jax.strategy.types import (
     Controls,
@@ -32,6 +32,7 @@ from paraphina_jax.strategy.types import (
     StrategyState,
     TickOptions,
     TickOutput,
+    VenueOverlay,
 )
 
 
@@ -74,6 +75,7 @@ def engine_update(
     cfg: StrategyConfig,
     risk_due: bool,
     opts: TickOptions = TickOptions(),
+    overlay: VenueOverlay | None = None,
 ) -> StrategyState:
     """§17.2 steps 1–3 in order."""
     now = int(inputs.now_ms)
@@ -85,6 +87,10 @@ def engine_update(
     state = update_toxicity(state, now, cfg)
     if cfg.flags.venue_dev_disable:
         state = update_venue_deviation(state, cfg)
+    if overlay is not None:
+        if float(overlay.toxicity_floor) > 0:
+            state = apply_toxicity_floor(state, float(overlay.toxicity_floor), cfg)
+        state = force_disabled(state, np.asarray(overlay.force_disabled, bool))
     if risk_due:
         state = update_risk(state, int(state.tick), cfg)
     return state
@@ -162,12 +168,13 @@ def strategy_tick(
     controls: Controls | None,
     cfg: StrategyConfig,
     opts: TickOptions = TickOptions(),
+    overlay: VenueOverlay | None = None,
 ) -> tuple[StrategyState, TickOutput]:
     """One main-loop tick (§17.3); see `paraphina_jax.strategy.tick.strategy_tick`."""
     now = int(inputs.now_ms)
     every = opts.cadence == "every_tick"
     risk_due = True if every else now >= int(state.next_risk_ms)
-    state = engine_update(state, inputs, cfg, risk_due, opts)
+    state = engine_update(state, inputs, cfg, risk_due, opts, overlay)
     if risk_due:
         state = state.replace(
             next_risk_ms=np.int64(int(state.next_risk_ms) + int(cfg.loop.risk_loop_interval_ms))

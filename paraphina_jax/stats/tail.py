@@ -33,7 +33,9 @@ def quantile(sorted_x: np.ndarray, p: float) -> float:
     return float(sorted_x[lo]) * (1 - w) + float(sorted_x[hi]) * w
 
 
-def var_cvar(xs: Sequence[float] | np.ndarray, alpha: float = 0.95, upper: bool = False) -> tuple[float, float]:
+def var_cvar(
+    xs: Sequence[float] | np.ndarray, alpha: float = 0.95, upper: bool = False
+) -> tuple[float, float]:
     """Lower tail (the original's convention): VaR = quantile(1 − α), CVaR = mean of samples ≤ VaR.
 
     `upper=True` (S12 [REC] for loss-like quantities): VaR = quantile(α), CVaR = mean of samples ≥ VaR.
@@ -86,7 +88,9 @@ def welford(xs: Sequence[float]) -> tuple[float, float]:
     return (mean, math.sqrt(m2 / n)) if n > 0 else (0.0, 0.0)
 
 
-def tail_risk_block(pnl: Sequence[float], max_dd: Sequence[float], kills: Sequence[bool], alpha: float = 0.95) -> dict:
+def tail_risk_block(
+    pnl: Sequence[float], max_dd: Sequence[float], kills: Sequence[bool], alpha: float = 0.95
+) -> dict:
     """The `tail_risk` block of mc_summary.json (schema_version 1), original conventions."""
     ps, ds = finite_sorted(pnl), finite_sorted(max_dd)
     qs = {f"p{int(round(p * 100)):02d}": quantile(ps, p) for p in (0.01, 0.05, 0.50, 0.95, 0.99)}

@@ -29,7 +29,9 @@ def sigma_floors(cfg: StrategyConfig) -> tuple[Array, Array]:
     vc = jnp.asarray(cfg.vol.vol_ref_cadence_sec) * 1.0
     sc = jnp.asarray(cfg.vol.sigma_min_cadence_sec) * 1.0
     vref = cfg.vol.vol_ref * jnp.where(vc > 0, jnp.sqrt(tick_sec / jnp.where(vc > 0, vc, 1.0)), 1.0)
-    smin = cfg.vol.sigma_min * jnp.where(sc > 0, jnp.sqrt(tick_sec / jnp.where(sc > 0, sc, 1.0)), 1.0)
+    smin = cfg.vol.sigma_min * jnp.where(
+        sc > 0, jnp.sqrt(tick_sec / jnp.where(sc > 0, sc, 1.0)), 1.0
+    )
     return smin, vref
 
 

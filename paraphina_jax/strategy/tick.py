@@ -28,7 +28,7 @@ from paraphina_jax.strategy.hedge import plan_hedge
 from paraphina_jax.strategy.orders import apply_order_plan, plan_orders
 from paraphina_jax.strategy.quoting import compute_quotes
 from paraphina_jax.strategy.risk import update_risk, update_venue_deviation
-from paraphina_jax.strategy.toxicity import update_toxicity
+from paraphina_jax.strategy.toxicity import apply_toxicity_floor, force_disabled, update_toxicity
 from paraphina_jax.strategy.types import (
     Array,
     Controls,
@@ -41,6 +41,7 @@ from paraphina_jax.strategy.types import (
     StrategyState,
     TickOptions,
     TickOutput,
+    VenueOverlay,
 )
 from paraphina_jax.strategy.volatility import update_fair_value_and_vol
 
@@ -77,6 +78,7 @@ def engine_update(
     cfg: StrategyConfig,
     risk_due: Array,
     opts: TickOptions = TickOptions(),
+    overlay: VenueOverlay | None = None,
 ) -> StrategyState:
     """§17.2 steps 1–3: books, funding, account; KF + vol + scalars; mark; toxicity; risk.
 
@@ -92,6 +94,10 @@ def engine_update(
     state = update_toxicity(state, now, cfg)
     if cfg.flags.venue_dev_disable:
         state = update_venue_deviation(state, cfg)
+    if overlay is not None:
+        floor = jnp.asarray(overlay.toxicity_floor, state.venues.toxicity.dtype)
+        state = _tree_where(floor > 0, apply_toxicity_floor(state, floor, cfg), state)
+        state = force_disabled(state, overlay.force_disabled)
     risked = update_risk(state, state.tick, cfg)
     return _tree_where(risk_due, risked, state)
 
@@ -172,6 +178,7 @@ def strategy_tick(
     controls: Controls | None,
     cfg: StrategyConfig,
     opts: TickOptions = TickOptions(),
+    overlay: VenueOverlay | None = None,
 ) -> tuple[StrategyState, TickOutput]:
     """One main-loop tick of the whole strategy (§17.3), for one environment.
 
@@ -181,6 +188,7 @@ def strategy_tick(
       controls: control surface (identity or None ⇒ the heuristic strategy, bit for bit).
       cfg: strategy config.
       opts: static scheduling options.
+      overlay: simulator venue-health overlays (SIMULATION §2.4), None outside simulators.
 
     Returns:
       (state after decisions — order slots updated, cadence counters advanced, kill handled —,
@@ -189,7 +197,7 @@ def strategy_tick(
     now = jnp.asarray(inputs.now_ms, dtype=state.next_risk_ms.dtype)
     every = opts.cadence == "every_tick"
     risk_due = jnp.asarray(True) if every else now >= state.next_risk_ms
-    state = engine_update(state, inputs, cfg, risk_due, opts)
+    state = engine_update(state, inputs, cfg, risk_due, opts, overlay)
     state = state.replace(
         next_risk_ms=jnp.where(
             risk_due, state.next_risk_ms + cfg.loop.risk_loop_interval_ms, state.next_risk_ms

@@ -300,6 +300,15 @@ class AccountInputs:
 
 
 @struct.dataclass
+class VenueOverlay:
+    """Simulator overlays on the strategy's venue health (SIMULATION §2.4), applied right after the
+    toxicity update: the cancel-storm toxicity floor and the venue-outage forced Disabled status."""
+
+    toxicity_floor: Array  # [] f  tox ← max(tox, floor) and status recomputed where floor > 0
+    force_disabled: Array  # [N] bool  status forced to Disabled (toxicity untouched)
+
+
+@struct.dataclass
 class MarketInputs:
     """Everything the strategy observes in one tick."""
 

@@ -1,0 +1,51 @@
+"""Write one benchmark's section of docs/BENCHMARKS.md (replace it if present, else append).
+
+Each section sits between `<!-- bench:<key>:start -->` / `<!-- bench:<key>:end -->` markers;
+only the named block is touched. The file is written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
+HEADER = "# Benchmarks\n\nOne section per benchmark: command, machine, numbers, ratios.\n"
+
+
+def machine() -> str:
+    """One line describing this machine (CPU model, cores, Python, jax)."""
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"jax {jax.__version__} ({jax.default_backend()})"
+    )
+
+
+def write_section(key: str, text: str, path: Path = DOCS) -> None:
+    """Replace the block between `<!-- bench:{key}:start -->` and `...:end -->` in `path` with
+    `text` (a `## ...` section), or append it with its markers when absent."""
+    start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
+    block = f"{start}\n{text.strip()}\n{end}"
+    old = path.read_text(encoding="utf-8") if path.exists() else HEADER
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        _, tail = rest.split(end, 1)
+        new = head + block + tail
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, path)
