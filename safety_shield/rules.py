@@ -274,6 +274,16 @@ def rule_liquidation(
     return budget_pass(out, subject, np.ones(q.shape), layout.venue, budgets, step)
 
 
+def _global_budget(
+    out: ShieldOrders, layout: OrderLayout, cfg: StrategyConfig, unit: np.ndarray, budget: float
+) -> ShieldOrders:
+    """One shared budget over every budgeted order (a global limit): Σ unit·size ≤ budget."""
+    k = out.size.shape[0]
+    subject = out.valid & layout.budgeted
+    step = order_steps(layout, cfg)[1]
+    return budget_pass(out, subject, unit, np.zeros(k, np.int64), np.array([budget]), step)
+
+
 def rule_delta_limit(
     facts: ShieldFacts, orders: ShieldOrders, layout: OrderLayout, cfg: StrategyConfig
 ) -> ShieldOrders:
@@ -285,15 +295,7 @@ def rule_delta_limit(
     d = -1.0 if dd < 0 else 1.0
     out = drop(orders, orders.valid & ~(orders.side * d < 0.0))
     budget = clean_budget(d * facts.q_global_tao)
-    k = out.size.shape[0]
-    return budget_pass(
-        out,
-        out.valid & layout.budgeted,
-        np.ones(k),
-        np.zeros(k, np.int64),
-        np.array([budget]),
-        order_steps(layout, cfg)[1],
-    )
+    return _global_budget(out, layout, cfg, np.ones(out.size.shape[0]), budget)
 
 
 def basis_per_venue(facts: ShieldFacts) -> np.ndarray:
@@ -314,15 +316,7 @@ def rule_basis_limit(
     b = basis_per_venue(facts)[layout.venue]
     out = drop(orders, orders.valid & ~(d * orders.side * b <= 0.0))
     budget = clean_budget(np.abs(bb))
-    k = out.size.shape[0]
-    return budget_pass(
-        out,
-        out.valid & layout.budgeted,
-        np.abs(b),
-        np.zeros(k, np.int64),
-        np.array([budget]),
-        order_steps(layout, cfg)[1],
-    )
+    return _global_budget(out, layout, cfg, np.abs(b), budget)
 
 
 def rule_daily_loss(
@@ -336,12 +330,4 @@ def rule_daily_loss(
     qt = facts.q_global_tao
     out = drop(orders, orders.valid & ~(orders.side * qt < 0.0))
     budget = clean_budget(np.abs(qt))
-    k = out.size.shape[0]
-    return budget_pass(
-        out,
-        out.valid & layout.budgeted,
-        np.ones(k),
-        np.zeros(k, np.int64),
-        np.array([budget]),
-        order_steps(layout, cfg)[1],
-    )
+    return _global_budget(out, layout, cfg, np.ones(out.size.shape[0]), budget)

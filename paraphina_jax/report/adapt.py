@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from paraphina_jax.config.types import KILL_REASON_NAMES, PURPOSE_EXIT, PURPOSE_HEDGE
-from paraphina_jax.report.types import EpisodeTable, TickSeries
+from paraphina_jax.report.types import CORE_COLUMNS, EpisodeTable, TickSeries
 
 # EpisodeResults fields `[N]` per venue -> column prefix
 _PER_VENUE = {
@@ -72,24 +72,7 @@ def episode_table(results: Any, venue_names: tuple[str, ...]) -> EpisodeTable:
     for i in range(shield.shape[1]):
         cols[f"shield_{i}"] = shield[:, i].astype(np.int64)
     cols["shield_interventions"] = shield.sum(axis=1).astype(np.int64)
-    ordered = {
-        k: cols[k]
-        for k in (
-            "episode",
-            "pnl_total",
-            "pnl_realised",
-            "pnl_unrealised",
-            "max_drawdown",
-            "kill_switch",
-            "kill_tick",
-            "kill_reason",
-            "ticks_executed",
-            "max_abs_delta_usd",
-            "max_abs_basis_usd",
-            "max_abs_q_tao",
-            "max_venue_toxicity",
-        )
-    }
+    ordered = {k: cols[k] for k in CORE_COLUMNS}
     ordered.update({k: v for k, v in cols.items() if k not in ordered})
     return EpisodeTable(columns=ordered, final_regime=r["final_regime"].astype(np.int64))
 
