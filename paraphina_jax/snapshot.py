@@ -183,6 +183,7 @@ def _parse_markouts(x: Any, path: str, arrs: dict[str, np.ndarray], j: int, cap:
                 val = SIDE_BUY if val == 0 else SIDE_SELL
             arrs[f.field][j, i] = val
     arrs["pm_count"][j] = len(x)
+    arrs["pm_head"][j] = 0
 
 
 def _parse_venues(vs: Any, st: StrategyState, cfg: StrategyConfig) -> dict[str, np.ndarray]:
@@ -350,10 +351,12 @@ def state_to_snapshot(
                 )
             elif f.kind == "markouts":
                 ents = []
+                m = arr["pm_t_eval_ms"].shape[1]
                 for i in range(int(arr["pm_count"][j])):
                     e = {}
+                    slot = (int(arr["pm_head"][j]) + i) % m
                     for s in MARKOUT_FIELDS:
-                        x = arr[s.field][j, i]
+                        x = arr[s.field][j, slot]
                         if s.name == "side":
                             e[s.name] = SIDE_NAMES[SIDE_BUY if int(x) == SIDE_BUY else SIDE_SELL]
                         else:

@@ -100,21 +100,24 @@ def random_state(
         v["toxicity"][d] = 1.0
     v["markout_ewma_usd_per_tao"] = rng.normal(0, 0.5, n)
 
-    # Pending markouts: FIFO prefix with non-decreasing t_eval.
+    # Pending markouts: a FIFO ring (random head) with non-decreasing t_eval.
     for j in range(n):
         c = int(rng.integers(0, min(m, 12) + 1))
         if rng.random() < 0.03:
             c = m  # full queue
         t_fill = np.sort(NOW_MS - rng.integers(0, 12_000, c))
+        head = int(t_fill.sum() % m) if c else 0  # the ring may wrap (no extra draw)
+        sl = (head + np.arange(c)) % m
         v["pm_count"][j] = c
-        v["pm_t_eval_ms"][j, :c] = t_fill + int(cfg.toxicity.markout_horizon_short_ms)
-        v["pm_side"][j, :c] = rng.choice([-1, 1], c)
-        v["pm_size"][j, :c] = np.round(rng.uniform(0.01, 8.0, c), 2)
-        v["pm_price"][j, :c] = mid[j] + rng.normal(0, 1.0, c)
-        v["pm_fair_at_fill"][j, :c] = s + rng.normal(0, 0.5, c)
-        v["pm_mid_at_fill"][j, :c] = mid[j] + rng.normal(0, 0.5, c)
-        v["pm_fill_seq"][j, :c] = np.arange(c) + int(rng.integers(0, 50))
-        v["fill_seq"][j] = (v["pm_fill_seq"][j, c - 1] + 1) if c else int(rng.integers(0, 50))
+        v["pm_head"][j] = head
+        v["pm_t_eval_ms"][j, sl] = t_fill + int(cfg.toxicity.markout_horizon_short_ms)
+        v["pm_side"][j, sl] = rng.choice([-1, 1], c)
+        v["pm_size"][j, sl] = np.round(rng.uniform(0.01, 8.0, c), 2)
+        v["pm_price"][j, sl] = mid[j] + rng.normal(0, 1.0, c)
+        v["pm_fair_at_fill"][j, sl] = s + rng.normal(0, 0.5, c)
+        v["pm_mid_at_fill"][j, sl] = mid[j] + rng.normal(0, 0.5, c)
+        v["pm_fill_seq"][j, sl] = np.arange(c) + int(rng.integers(0, 50))
+        v["fill_seq"][j] = (v["pm_fill_seq"][j, sl[-1]] + 1) if c else int(rng.integers(0, 50))
 
     # Positions.
     q = np.round(rng.normal(0, 8.0, n), 2) * (rng.random(n) < 0.8)

@@ -29,6 +29,7 @@ from paraphina_jax.strategy.types import (
     FillBatch,
     StrategyState,
     init_state,
+    pending_entries,
 )
 from paraphina_jax.testing import to_jax
 from paraphina_jax.utils.x64 import enable_x64
@@ -542,8 +543,10 @@ def test_markout_queue_fifo_and_overflow(engine):
     out = _run_fills(engine, st0, rows, now=123)
     v = out.venues
     assert int(v.pm_count[3]) == M and int(v.fill_seq[3]) == M + 7
-    np.testing.assert_array_equal(v.pm_fill_seq[3], np.arange(7, M + 7))  # oldest 7 dropped
-    np.testing.assert_allclose(v.pm_price[3], 100.0 + np.arange(7, M + 7), rtol=0, atol=0)
+    assert int(v.pm_head[3]) == 7  # the ring overwrote its oldest 7 slots
+    seq, px = pending_entries(v, "pm_fill_seq")[3], pending_entries(v, "pm_price")[3]
+    np.testing.assert_array_equal(seq, np.arange(7, M + 7))  # oldest 7 dropped
+    np.testing.assert_allclose(px, 100.0 + np.arange(7, M + 7), rtol=0, atol=0)
     np.testing.assert_array_equal(v.pm_fair_at_fill[3], np.full(M, 250.0))
     np.testing.assert_array_equal(v.pm_count[[0, 1, 2, 4]], 0)
 

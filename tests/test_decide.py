@@ -36,6 +36,7 @@ from paraphina_jax.snapshot import (
     snapshot_from_dict,
     state_to_snapshot,
 )
+from paraphina_jax.strategy.types import pending_entries
 from paraphina_jax.testing import CASES, NOW_MS, random_states
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,12 +287,12 @@ def _canonical(st: Any) -> Any:
     """The state as a snapshot can carry it: values hidden by a false mask zeroed (§4 "absent")."""
     v = st.venues
     w = lambda m, x: np.where(m, x, np.zeros_like(x))  # noqa: E731
-    k = np.arange(v.pm_t_eval_ms.shape[1])[None, :] < v.pm_count[:, None]
-    pm = {
-        f: w(k, getattr(v, f))
+    pm = {  # the ring in logical order from slot 0, as a snapshot is read back
+        f: pending_entries(v, f)
         for f in v.__dataclass_fields__
-        if f.startswith("pm_") and f != "pm_count"
+        if f.startswith("pm_") and f not in ("pm_count", "pm_head")
     }
+    pm["pm_head"] = np.zeros_like(v.pm_head)
     venues = v.replace(
         mid=w(v.has_mid, v.mid),
         spread=w(v.has_mid, v.spread),

@@ -36,7 +36,7 @@ from paraphina_jax.config.types import (
 )
 from paraphina_jax.reference import toxicity as rtox
 from paraphina_jax.strategy import toxicity as jtox
-from paraphina_jax.strategy.types import StrategyState, init_state
+from paraphina_jax.strategy.types import StrategyState, init_state, pending_entries
 from paraphina_jax.testing import NOW_MS, random_states, stack, to_jax, to_numpy, unstack
 from paraphina_jax.utils.x64 import enable_x64
 
@@ -173,10 +173,11 @@ def test_markout_ewma_exact_numbers(engine: str) -> None:
     np.testing.assert_allclose(v.toxicity[1], 0.30817, rtol=1e-13)
     np.testing.assert_allclose(v.markout_ewma_usd_per_tao[1], -0.5639, rtol=1e-13)
     np.testing.assert_array_equal(v.toxicity[[0, 2, 3, 4]], 0.2)  # empty queues untouched
-    assert v.pm_count[1] == 1
-    assert (v.pm_t_eval_ms[1, 0], v.pm_side[1, 0], v.pm_price[1, 0]) == (NOW + 1, SIDE_SELL, 42.0)
-    assert (v.pm_size[1, 0], v.pm_fill_seq[1, 0]) == (5.0, 14)
-    assert not v.pm_t_eval_ms[1, 1:].any() and not v.pm_price[1, 1:].any()  # vacated slots zeroed
+    assert v.pm_count[1] == 1 and v.pm_head[1] == 4  # popping only advances the ring head
+    q = {k: pending_entries(v, k)[1] for k in ("pm_t_eval_ms", "pm_side", "pm_price")}
+    assert (q["pm_t_eval_ms"][0], q["pm_side"][0], q["pm_price"][0]) == (NOW + 1, SIDE_SELL, 42.0)
+    assert (v.pm_size[1, 4], v.pm_fill_seq[1, 4]) == (5.0, 14)
+    assert not q["pm_t_eval_ms"][1:].any() and not q["pm_price"][1:].any()
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -406,7 +407,7 @@ def test_markout_loop_matches_sequential_reference(alpha, scale, counts, n_mat, 
 def _ewma_scale(state: StrategyState) -> np.ndarray:
     """`[..., N]` |ewma_0| + Σ|m_j| bound on the terms of the markout EWMA (vs mid, all queued)."""
     v = state.venues
-    m = np.abs(np.asarray(v.pm_price) - np.asarray(v.mid)[..., None])
+    m = np.abs(pending_entries(v, "pm_price") - np.asarray(v.mid)[..., None])
     j = np.arange(m.shape[-1])
     m = np.where(j < np.asarray(v.pm_count)[..., None], m, 0.0)
     m = np.where(np.isfinite(m), m, 0.0)
@@ -422,7 +423,7 @@ def _assert_tox_state(ref: Any, out: Any, ewma_scale: np.ndarray, f32: bool = Fa
         np.abs(ov.markout_ewma_usd_per_tao - rv.markout_ewma_usd_per_tao),
         ew_atol + (1e-6 if f32 else 1e-9) * np.abs(rv.markout_ewma_usd_per_tao) + 1e-300,
     )
-    for name in ("pm_count", "pm_t_eval_ms", "pm_side", "pm_fill_seq", "dev_disabled"):
+    for name in ("pm_count", "pm_head", "pm_t_eval_ms", "pm_side", "pm_fill_seq", "dev_disabled"):
         np.testing.assert_array_equal(getattr(ov, name), getattr(rv, name), err_msg=name)
     for name in ("pm_size", "pm_price", "pm_fair_at_fill", "pm_mid_at_fill"):
         np.testing.assert_allclose(getattr(ov, name), getattr(rv, name), rtol=1e-6 if f32 else 0)

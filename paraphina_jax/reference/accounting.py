@@ -230,9 +230,11 @@ def _push_markout(
     mid: float,
     seq: int,
 ) -> None:
-    """Append to venue i's FIFO [0, pm_count); drop the oldest entry when full."""
+    """Append to venue i's FIFO ring at slot `(pm_head + pm_count) mod M`; when full the oldest
+    entry is dropped (the head advances) and its slot reused."""
     m = v["pm_t_eval_ms"].shape[1]
     cnt = int(v["pm_count"][i])
+    head = int(v["pm_head"][i])
     names = (
         "pm_t_eval_ms",
         "pm_side",
@@ -244,11 +246,12 @@ def _push_markout(
     )
     values = (t_eval, side, size, price, fair, mid, seq)
     if cnt >= m:
-        for name in names:
-            v[name][i, :-1] = v[name][i, 1:].copy()
+        head = (head + 1) % m
         cnt = m - 1
+    slot = (head + cnt) % m
     for name, val in zip(names, values):
-        v[name][i, cnt] = val
+        v[name][i, slot] = val
+    v["pm_head"][i] = head
     v["pm_count"][i] = cnt + 1
 
 

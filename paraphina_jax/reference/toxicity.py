@@ -48,16 +48,6 @@ from paraphina_jax.strategy.types import StrategyState
 MARKOUT_SCALE_FLOOR = 1e-9  # §8.2: markout_scale floored at 1e-9
 SPEC_V1_EPS = 1e-12  # §8.1 ε of the five-feature model
 
-_PM_FIELDS = (
-    "pm_t_eval_ms",
-    "pm_side",
-    "pm_size",
-    "pm_price",
-    "pm_fair_at_fill",
-    "pm_mid_at_fill",
-    "pm_fill_seq",
-)
-
 
 def _copy_venues(state: StrategyState) -> dict[str, np.ndarray]:
     """Writable copies of every per-venue array."""
@@ -110,25 +100,24 @@ def _set_status(v: dict[str, np.ndarray], i: int, cfg: StrategyConfig) -> None:
     v["status"][i] = status
 
 
+def _slot(v: dict[str, np.ndarray], i: int, j: int) -> int:
+    """Ring slot of venue i's logical pending entry j: `(pm_head + j) mod M`."""
+    return (int(v["pm_head"][i]) + j) % v["pm_t_eval_ms"].shape[1]
+
+
 def _matured_count(v: dict[str, np.ndarray], i: int, now_ms: int) -> int:
-    """Length of the matured FIFO prefix (t_eval ≤ now) of venue i's queue [0, pm_count)."""
+    """Length of the matured FIFO prefix (t_eval ≤ now) of venue i's queue (pm_count entries)."""
     cnt = int(v["pm_count"][i])
     k = 0
-    while k < cnt and int(v["pm_t_eval_ms"][i, k]) <= now_ms:
+    while k < cnt and int(v["pm_t_eval_ms"][i, _slot(v, i, k)]) <= now_ms:
         k += 1
     return k
 
 
 def _pop_front(v: dict[str, np.ndarray], i: int, k: int) -> None:
-    """Drop the first k entries of venue i's queue; vacated tail slots are zeroed."""
-    cnt = int(v["pm_count"][i])
-    rest = cnt - k
-    for name in _PM_FIELDS:
-        row = v[name][i]
-        kept = row[k:cnt].copy()
-        row[:] = 0
-        row[:rest] = kept
-    v["pm_count"][i] = rest
+    """Drop the first k entries of venue i's ring: the head advances (slots keep stale values)."""
+    v["pm_head"][i] = _slot(v, i, k)
+    v["pm_count"][i] = int(v["pm_count"][i]) - k
 
 
 def _process_markouts(v: dict[str, np.ndarray], now_ms: int, cfg: StrategyConfig) -> None:
@@ -145,7 +134,8 @@ def _process_markouts(v: dict[str, np.ndarray], now_ms: int, cfg: StrategyConfig
             tox = float(v["toxicity"][i])
             ewma = float(v["markout_ewma_usd_per_tao"][i])
             for j in range(k):
-                m = markout_value(int(v["pm_side"][i, j]), float(v["pm_price"][i, j]), mid)
+                p = _slot(v, i, j)
+                m = markout_value(int(v["pm_side"][i, p]), float(v["pm_price"][i, p]), mid)
                 tox_inst = 0.0 if m >= 0.0 else min(1.0, -m / scale)
                 tox = om * tox + a * tox_inst
                 ewma = om * ewma + a * m
@@ -161,7 +151,7 @@ def process_markouts(state: StrategyState, now_ms: int, cfg: StrategyConfig) -> 
     `m` (buy: mid − price, sell: price − mid), `tox_inst = 0 if m ≥ 0 else min(1, −m/scale)`
     and the updates `tox ← (1−a)·tox + a·tox_inst`, `markout_ewma ← (1−a)·markout_ewma + a·m`,
     `a = clip(markout_alpha, 0, 1)`, `scale = max(markout_scale, 1e-9)`. Without a valid mid they
-    are popped with no effect. The queue is shifted left; vacated slots are zeroed.
+    are popped with no effect. Popping advances the ring head (`pm_head`, `pm_count`).
     """
     v = _copy_venues(state)
     _process_markouts(v, int(now_ms), cfg)
@@ -193,7 +183,8 @@ def _spec_v1_features(
     if _valid_mid(v, i):
         mid = float(v["mid"][i])
         for j in range(int(v["pm_count"][i])):
-            m = markout_value(int(v["pm_side"][i, j]), float(v["pm_price"][i, j]), mid)
+            p = _slot(v, i, j)
+            m = markout_value(int(v["pm_side"][i, p]), float(v["pm_price"][i, p]), mid)
             n_all += 1.0
             if m < 0.0:
                 n_neg += 1.0

@@ -50,6 +50,7 @@ from paraphina_jax.strategy.accounting import (
 )
 from paraphina_jax.strategy.tick import strategy_tick
 from paraphina_jax.strategy.types import (
+    PM_RING_FIELDS,
     Controls,
     ExitPlan,
     FillBatch,
@@ -132,6 +133,15 @@ class EpisodeCarry:
 
 def _tree_where(c: Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(c, x, y), a, b)
+
+
+def _freeze(active: Array, nc: EpisodeCarry, c: EpisodeCarry) -> EpisodeCarry:
+    """`nc` where `active`, else `c` (the frozen tick). The `[N, M]` pending-markout ring arrays
+    are taken from `nc` as they are: a frozen tick applies no fills, so it never writes them
+    (pops only move `pm_head`/`pm_count`, which are selected), and the rings are not copied."""
+    out = _tree_where(active, nc, c)
+    ring = {name: getattr(nc.strategy.venues, name) for name in PM_RING_FIELDS}
+    return out.replace(strategy=out.strategy.replace(venues=out.strategy.venues.replace(**ring)))
 
 
 def _peaks(c: EpisodeCarry, s: StrategyState) -> EpisodeCarry:
@@ -320,6 +330,7 @@ def episode_tick(
     ms, inputs, view = market_step(mp, c.market, noise_t, sched_t, now, static)
     st = accrue_funding(c.strategy, view.funding_paid_usd, cfg)
     ms, mm_fills, r1 = fill_quotes(mp, ms, view, st.venues, noise_t)
+    mm_fills = mm_fills.replace(valid=mm_fills.valid & active)  # frozen ⇒ no ring writes
     st = apply_fills(st, mm_fills, now, cfg)
     pre = st
     controls = controls_fn(st, view, t)
@@ -329,6 +340,7 @@ def episode_tick(
     rej = post_only_rejects(view, allowed.orders)
     st = settle_slots(st, pre, allowed, rej, now)
     ms, ioc_fills, r2 = execute_ioc(mp, ms, view, ioc_exit_plan(allowed), allowed.hedge, static)
+    ioc_fills = ioc_fills.replace(valid=ioc_fills.valid & active)
     st = apply_fills(st, ioc_fills, now, cfg)
     st = recompute_exposures(st, cfg)
 
@@ -372,7 +384,7 @@ def episode_tick(
         interventions=c.interventions + interv.astype(idt),
     )
     nc = _peaks(nc, st)
-    nc = _tree_where(active, nc, c)
+    nc = _freeze(active, nc, c)
 
     s = nc.strategy
     v = s.venues

@@ -14,8 +14,8 @@ Pure functions on one environment (per-venue arrays `[N]`, pending markouts `[N,
 Fills: the accounting is a `lax.scan` over the K fills (each selects its venue with a one-hot
 `[N]` mask) carrying only positions, entries and realised PnL; MM slot clearing, `fill_seq` and
 the markout pushes of the whole batch are computed at once (per-venue ranks, then per `pm_*`
-field one flat gather for the overflow shift and one K-update scatter), so the `[N, M]` queues
-are never rewritten per fill. Sums over venues run in venue order from 0.0, as the original
+field one K-update scatter into the ring), so the `[N, M]` queues are never shifted or rewritten
+per fill. Sums over venues run in venue order from 0.0, as the original
 accumulates them.
 """
 
@@ -28,7 +28,13 @@ from jax import lax
 
 from paraphina_jax.config.types import PURPOSE_INJECT, SIDE_BUY, SIDE_SELL, StrategyConfig
 from paraphina_jax.strategy.common import fair_value_or_prev
-from paraphina_jax.strategy.types import AccountInputs, BookInputs, FillBatch, StrategyState
+from paraphina_jax.strategy.types import (
+    PM_RING_FIELDS,
+    AccountInputs,
+    BookInputs,
+    FillBatch,
+    StrategyState,
+)
 
 Array = Any
 
@@ -180,16 +186,6 @@ def apply_account_snapshot(
 # §5.3 Fills and PnL accounting
 # ---------------------------------------------------------------------------------------------
 
-_PM_FIELDS = (
-    "pm_t_eval_ms",
-    "pm_side",
-    "pm_size",
-    "pm_price",
-    "pm_fair_at_fill",
-    "pm_mid_at_fill",
-    "pm_fill_seq",
-)
-
 
 def _fill_valid(fills: FillBatch, n: int) -> Array:
     """`[K]` §5.3 validity: flagged valid, venue in [0, N), side ±1, finite size/price > 0,
@@ -250,27 +246,30 @@ def _push_markouts(
     now_ms: Array,
     cfg: StrategyConfig,
 ) -> dict[str, Array]:
-    """Append the valid fills to their venues' FIFO queues `[0, pm_count)` in batch order.
+    """Append the valid fills to their venues' FIFO rings in batch order.
 
-    Sequential semantics (push, drop the oldest beyond capacity M) computed at once: fill k
-    has rank r_k among the batch's fills on its venue, the row keeps its last M of
-    `count + n_v` entries, so old entries move left by `drop_v = max(count + n_v − M, 0)` and fill
-    k lands at `count + r_k − drop_v` (dropped when negative). Per field: one gather for the
-    shift (identity where nothing overflows) and one K-update scatter for the new entries; no
-    per-fill pass over the `[N, M]` arrays.
+    Sequential semantics (push at the tail, drop the oldest beyond capacity M) computed at once:
+    fill k has rank r_k among the batch's fills on its venue and lands at ring slot
+    `(pm_head + pm_count + r_k) mod M` — overwriting exactly the oldest entries when the ring
+    overflows — so the head advances by `drop_v = max(count + n_v − M, 0)` and fills with
+    `r_k < n_v − M` (overwritten within the batch) are skipped. Per field one K-update scatter;
+    the `[N, M]` arrays are never shifted.
 
-    Returns the updated `pm_*` fields and `fill_seq`.
+    Returns the updated `pm_*` fields, `pm_count`, `pm_head` and `fill_seq`.
     """
     v = state.venues
     m = v.pm_size.shape[-1]
+    n = v.pm_count.shape[-1]
     cnt = v.pm_count
     ohi = oh.astype(cnt.dtype)  # [K, N]
     rank = jnp.sum((jnp.cumsum(ohi, axis=0) - ohi) * ohi, axis=1)  # [K]
     n_new = jnp.sum(ohi, axis=0)  # [N]
     drop = jnp.maximum(cnt + n_new - m, 0)  # [N]
     valid = jnp.any(oh, axis=1)  # [K]
-    pos = jnp.sum(ohi * (cnt - drop)[None, :], axis=1) + rank  # [K]
-    row = jnp.where(valid & (pos >= 0), fills.venue, cnt.shape[-1])  # N ⇒ dropped
+    tail = jnp.sum(ohi * (v.pm_head + cnt)[None, :], axis=1)  # [K]
+    skip = jnp.sum(ohi * (n_new - m)[None, :], axis=1)  # [K]
+    slot = (tail + rank) % m
+    row = jnp.where(valid & (rank >= skip), fills.venue, n)  # N ⇒ not written
     seq = jnp.sum(ohi * v.fill_seq[None, :], axis=1) + rank
 
     s = fair_value_or_prev(state)
@@ -288,17 +287,12 @@ def _push_markouts(
         "pm_mid_at_fill": mid,
         "pm_fill_seq": seq,
     }
-    # Left shift by drop_v (identity where drop_v = 0) as one flat gather per field: cheaper on
-    # CPU than a 2-D take_along_axis, and branch-free (a vmapped cond would run it anyway).
-    n = cnt.shape[-1]
-    src = jnp.arange(n)[:, None] * m + jnp.minimum(jnp.arange(m)[None, :] + drop[:, None], m - 1)
-    src = src.reshape(-1)
     out = {}
-    for name in _PM_FIELDS:
+    for name in PM_RING_FIELDS:
         a = getattr(v, name)
-        a = a.reshape(-1)[src].reshape(a.shape)
-        out[name] = a.at[row, pos].set(values[name].astype(a.dtype), mode="drop")
+        out[name] = a.at[row, slot].set(values[name].astype(a.dtype), mode="drop")
     out["pm_count"] = jnp.minimum(cnt + n_new, m)
+    out["pm_head"] = ((v.pm_head + drop) % m).astype(v.pm_head.dtype)
     out["fill_seq"] = v.fill_seq + n_new.astype(v.fill_seq.dtype)
     return out
 

@@ -3,12 +3,12 @@
 Pure functions on one environment (per-venue arrays `[N]`, pending markouts `[N, M]`); callers
 vmap them.
 
-* §5.5 / §8.2 step 1 matured pending markouts (:func:`process_markouts`). The matured entries
-  of a venue are the FIFO prefix of length `k` of its queue `[0, pm_count)`. The sequential EWMA
-  updates are a masked `lax.while_loop` over queue positions `j < max_v k_v` (a handful of `[N]`
-  steps per tick, none when nothing matured) — the spec's genuinely sequential piece, in the
-  reference's operation order. The queue is then shifted left by `k` with one contiguous window
-  per row; vacated slots are zeroed.
+* §5.5 / §8.2 step 1 matured pending markouts (:func:`process_markouts`). Each venue's queue
+  is a ring (logical entry j at slot `(pm_head + j) mod M`); the matured entries are its FIFO
+  prefix of length `k`. The pops and sequential EWMA updates are a masked `lax.while_loop` over
+  logical positions while some venue is still in its matured prefix (a handful of `[N]` steps per
+  tick) — the spec's genuinely sequential piece, in the reference's operation order. Popping
+  only advances `pm_head` by `k`: the `[N, M]` arrays are read slot by slot, never rewritten.
 * §8.2 the whole reference pass, the D23 five-feature option and the D10 time-decay option
   (:func:`update_toxicity`); SIMULATION §2.4 overlays (:func:`apply_toxicity_floor`,
   :func:`force_disabled`).
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -38,16 +37,6 @@ Array = Any
 
 MARKOUT_SCALE_FLOOR = 1e-9  # §8.2: markout_scale floored at 1e-9
 SPEC_V1_EPS = 1e-12  # §8.1 ε of the five-feature model
-
-_PM_FIELDS = (
-    "pm_t_eval_ms",
-    "pm_side",
-    "pm_size",
-    "pm_price",
-    "pm_fair_at_fill",
-    "pm_mid_at_fill",
-    "pm_fill_seq",
-)
 
 
 def _valid_mid(mid: Array, has_mid: Array) -> Array:
@@ -83,24 +72,11 @@ def _status(tox: Array, dev_disabled: Array, status_dtype: Any, cfg: StrategyCon
     return status
 
 
-def _matured_count(state: StrategyState, now_ms: Array) -> Array:
-    """`[N]` int: length of each venue's matured FIFO prefix (t_eval ≤ now) within pm_count."""
-    v = state.venues
+def _logical_index(v: Any) -> Array:
+    """`[N, M]` int: logical position of each ring slot, `(slot − pm_head) mod M`."""
     m = v.pm_t_eval_ms.shape[-1]
-    j = jnp.arange(m)
-    not_mat = ~((j[None, :] < v.pm_count[:, None]) & (v.pm_t_eval_ms <= now_ms))
-    first = jnp.argmax(not_mat, axis=1)  # first entry that stops the pop
-    return jnp.where(jnp.any(not_mat, axis=1), first, m).astype(v.pm_count.dtype)
-
-
-def _shift_left(arr: Array, k: Array, keep: Array) -> Array:
-    """`[N, M]` row i shifted left by `k[i]` (one contiguous window per row, no element gather);
-    entries at or beyond `keep[i]` zeroed."""
-    m = arr.shape[-1]
-    padded = jnp.concatenate([arr, jnp.zeros_like(arr)], axis=1)  # [N, 2M]
-    moved = jax.vmap(lambda row, kk: lax.dynamic_slice(row, (kk,), (m,)))(padded, k)
-    j = jnp.arange(m)
-    return jnp.where(j[None, :] < keep[:, None], moved, jnp.zeros((), arr.dtype))
+    slot = jnp.arange(m, dtype=v.pm_head.dtype)
+    return (slot[None, :] - v.pm_head[:, None]) % m
 
 
 def process_markouts(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> StrategyState:
@@ -110,55 +86,58 @@ def process_markouts(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -
     `tox_inst = 0 if m ≥ 0 else min(1, −m/scale)`, and the EWMA updates
     `tox ← (1−a)·tox + a·tox_inst`, `markout_ewma ← (1−a)·markout_ewma + a·m` with
     `a = clip(markout_alpha, 0, 1)`, `scale = max(markout_scale, 1e-9)`, in FIFO order. Without a
-    valid mid the entries are popped with no effect. The queue is shifted left; vacated slots are
-    zeroed.
+    valid mid the entries are popped with no effect.
 
-    The updates run as a masked `lax.while_loop` over queue positions `j < max_v k_v` (the
-    longest matured prefix; usually 0–2), each step a `[N]` update in the reference's operation
-    order, so the result equals the sequential NumPy loop bit for bit.
+    The pops run as a masked `lax.while_loop` over logical positions j while some venue is still
+    in its matured prefix (usually 1–3 steps), each step a `[N]` read of ring slot
+    `(pm_head + j) mod M` and update in the reference's operation
+    order, so the result equals the sequential NumPy loop bit for bit. Popping advances the ring
+    head: `pm_head ← (pm_head + k) mod M`, `pm_count ← pm_count − k`.
 
     Args:
-      state: state with the `[N, M]` pending-markout queues.
+      state: state with the `[N, M]` pending-markout rings.
       now_ms: `[]` int tick time.
       cfg: config.
     """
     v = state.venues
     fdt = v.toxicity.dtype
     tc = cfg.toxicity
+    m = v.pm_t_eval_ms.shape[-1]
     a = jnp.clip(jnp.asarray(tc.markout_alpha, fdt), 0.0, 1.0)
     om = 1.0 - a
     scale = jnp.maximum(jnp.asarray(tc.markout_scale_usd_per_tao, fdt), MARKOUT_SCALE_FLOOR)
     zero = jnp.zeros((), fdt)
 
-    k = _matured_count(state, now_ms)  # [N]
-    k_eff = jnp.where(_valid_mid(v.mid, v.has_mid), k, 0)  # no valid mid: popped, no effect
-    k_max = jnp.max(k_eff)
+    valid = _valid_mid(v.mid, v.has_mid)  # no valid mid: popped, no effect
 
-    def cond(carry: tuple[Array, Array, Array]) -> Array:
-        return carry[0] < k_max
+    def cond(carry: tuple[Array, ...]) -> Array:
+        j, popping = carry[0], carry[1]
+        return jnp.any(popping) & (j < m)
 
-    def body(carry: tuple[Array, Array, Array]) -> tuple[Array, Array, Array]:
-        j, tox, ewma = carry
-        side = lax.dynamic_index_in_dim(v.pm_side, j, axis=1, keepdims=False)
-        price = lax.dynamic_index_in_dim(v.pm_price, j, axis=1, keepdims=False)
+    def body(carry: tuple[Array, ...]) -> tuple[Array, ...]:
+        j, popping, k, tox, ewma = carry
+        slot = ((v.pm_head + j) % m)[:, None]  # [N, 1]
+        t_eval = jnp.take_along_axis(v.pm_t_eval_ms, slot, axis=1)[:, 0]
+        side = jnp.take_along_axis(v.pm_side, slot, axis=1)[:, 0]
+        price = jnp.take_along_axis(v.pm_price, slot, axis=1)[:, 0]
+        mat = popping & (j < v.pm_count) & (t_eval <= now_ms)  # still in the matured prefix
         mk = markout_value(side, price, v.mid)  # [N]
         tox_inst = jnp.where(mk >= 0, zero, jnp.minimum(1.0, -mk / scale))
-        use = j < k_eff
+        use = mat & valid
         tox = jnp.where(use, om * tox + a * tox_inst, tox)
         ewma = jnp.where(use, om * ewma + a * mk, ewma)
-        return j + 1, tox, ewma
+        return j + 1, mat, k + mat.astype(k.dtype), tox, ewma
 
-    init = (jnp.zeros((), k.dtype), v.toxicity, v.markout_ewma_usd_per_tao)
-    _, tox, ewma = lax.while_loop(cond, body, init)
+    k0 = jnp.zeros_like(v.pm_count)
+    init = (jnp.zeros((), k0.dtype), v.pm_count > 0, k0, v.toxicity, v.markout_ewma_usd_per_tao)
+    _, _, k, tox, ewma = lax.while_loop(cond, body, init)
 
-    keep = v.pm_count - k
-    shifted = {name: _shift_left(getattr(v, name), k, keep) for name in _PM_FIELDS}
     return state.replace(
         venues=v.replace(
             toxicity=tox,
             markout_ewma_usd_per_tao=ewma,
-            pm_count=keep.astype(v.pm_count.dtype),
-            **shifted,
+            pm_count=(v.pm_count - k).astype(v.pm_count.dtype),
+            pm_head=((v.pm_head + k) % m).astype(v.pm_head.dtype),
         )
     )
 
@@ -189,9 +168,7 @@ def _spec_v1_tox(
     ratio = v.local_vol_short / (state.sigma_eff + eps) - 1.0
     f1 = jnp.where(vts > 0, clip01(ratio / jnp.where(vts > 0, vts, 1.0)), zero)
 
-    m = v.pm_t_eval_ms.shape[-1]
-    j = jnp.arange(m)
-    in_q = (j[None, :] < v.pm_count[:, None]) & _valid_mid(v.mid, v.has_mid)[:, None]
+    in_q = (_logical_index(v) < v.pm_count[:, None]) & _valid_mid(v.mid, v.has_mid)[:, None]
     mk = markout_value(v.pm_side, v.pm_price, v.mid[:, None])
     n_all = jnp.sum(in_q, axis=1).astype(fdt)
     n_neg = jnp.sum(in_q & (mk < 0), axis=1).astype(fdt)

@@ -49,8 +49,10 @@ class VenueState:
     status: Array  # [N] i  0 Healthy, 1 Warning, 2 Disabled
     toxicity: Array  # [N] f  in [0, 1]
     markout_ewma_usd_per_tao: Array  # [N] f
-    # Pending markouts (§4.1, §5.5): FIFO, entries [0, pm_count) in insertion order
+    # Pending markouts (§4.1, §5.5): a FIFO ring per venue — logical entry j (insertion order,
+    # j < pm_count) lives at slot (pm_head + j) mod M; slots outside it hold stale values.
     pm_count: Array  # [N] i
+    pm_head: Array  # [N] i  slot of the oldest entry
     pm_t_eval_ms: Array  # [N, M] i
     pm_side: Array  # [N, M] i  +1 buy, −1 sell
     pm_size: Array  # [N, M] f
@@ -190,6 +192,7 @@ def init_state(
         toxicity=f(),
         markout_ewma_usd_per_tao=f(),
         pm_count=i(),
+        pm_head=i(),
         pm_t_eval_ms=i((n, m)),
         pm_side=i((n, m)),
         pm_size=f((n, m)),
@@ -263,6 +266,34 @@ def init_state(
         last_flush_ms=i((), base_ms - cfg.loop.fill_agg_interval_ms),
         next_order_id=i(()),
     )
+
+
+PM_RING_FIELDS = (
+    "pm_t_eval_ms",
+    "pm_side",
+    "pm_size",
+    "pm_price",
+    "pm_fair_at_fill",
+    "pm_mid_at_fill",
+    "pm_fill_seq",
+)  # the `[N, M]` ring arrays; written only by pushes (fills), never by pops
+
+
+def pending_slots(pm_head: Array, m: int) -> np.ndarray:
+    """Ring slot of each logical pending-markout entry: `(pm_head + j) mod M`, `[..., N, M]`
+    (host-side, NumPy)."""
+    head = np.asarray(pm_head)
+    return (head[..., None] + np.arange(m)) % m
+
+
+def pending_entries(venues: VenueState, name: str) -> np.ndarray:
+    """A `pm_*` ring field in logical (insertion) order, entries at or beyond `pm_count` zeroed:
+    `[..., N, M]` (host-side, NumPy; for snapshots, reports and tests)."""
+    arr = np.asarray(getattr(venues, name))
+    m = arr.shape[-1]
+    out = np.take_along_axis(arr, pending_slots(venues.pm_head, m), axis=-1)
+    live = np.arange(m) < np.asarray(venues.pm_count)[..., None]
+    return np.where(live, out, np.zeros((), out.dtype))
 
 
 @struct.dataclass
