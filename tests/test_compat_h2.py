@@ -128,3 +128,43 @@ def test_summary_and_stdout_formats_match_recording():
     stdout = (REC_DIR / "stdout.txt").read_text().splitlines()
     lines = summary_lines(jit, 0)
     assert lines[1:] == stdout[2 : 2 + len(lines) - 1]
+
+
+_IDLE_SCRIPT = r"""
+import json
+import jax
+import numpy as np
+from paraphina_jax.utils.x64 import request_ieee_exact_xla
+assert request_ieee_exact_xla()
+jax.config.update("jax_enable_x64", True)
+from paraphina_jax.compat.h2 import h2_batch
+from paraphina_jax.compat.jitter import run_seed, tick_times
+from paraphina_jax.config import make_config
+cfg = make_config("balanced", parity=True)
+fast = [tick_times(run_seed(7, i), 120, 2, 1) for i in range(3)]
+slow = [tick_times(run_seed(8, i), 120, 1000, 0) for i in range(3)]
+f = jax.jit(h2_batch, static_argnames="skip_idle")
+out = []
+for seqs in (fast, slow, fast[:1] + slow[:2]):
+    seqs = np.stack(seqs)
+    a, b = (jax.device_get(f(seqs, cfg, skip_idle=s)) for s in (True, False))
+    out.append({k: [np.asarray(getattr(x, k)).tolist() for x in (a, b)] for k in a.__dataclass_fields__})
+print(json.dumps(out))
+"""
+
+
+def test_jax_idle_skip_changes_nothing():
+    """Skipping the trading phases on batch-wide idle ticks gives bitwise the same metrics as
+    running them (IEEE-exact XLA division, x64): a batch that trades all along (2 ms ticks), one
+    that turns idle (1000 ms ticks: every venue Disabled after two ticks) and a mixed batch."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    res = subprocess.run(
+        [sys.executable, "-c", _IDLE_SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    for batch in out:
+        for k, (skipped, full) in batch.items():
+            assert skipped == full, (k, skipped, full)
+    assert out[0]["max_abs_q_tao"][0] != out[1]["max_abs_q_tao"][0]  # the batches differ

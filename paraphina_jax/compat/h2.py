@@ -7,8 +7,9 @@ state → fills → mark. Every fill is applied at its limit price with the venu
 accounting only (no ledger, no markouts). Peaks are taken on the fresh state and after each phase;
 the drawdown tracker sees the total PnL at the end of each trading tick.
 
-The episode is a `lax.scan` over ticks, frozen by a `done` mask after the kill, vmapped over runs
-(each run differs only by its tick-time sequence).
+The batch is a `lax.scan` over ticks whose steps are vmapped over runs (each run differs only by
+its tick-time sequence); a run is frozen by a `done` mask after the kill. Ticks on which no live
+run has a venue that is not Disabled skip the trading phases for the whole batch (`h2_batch`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ import jax.numpy as jnp
 from flax import struct
 
 from paraphina_jax.compat.dummy_book import dummy_book
-from paraphina_jax.config.types import PURPOSE_EXIT, PURPOSE_HEDGE, PURPOSE_MM, StrategyConfig
+from paraphina_jax.config.types import (
+    PURPOSE_EXIT,
+    PURPOSE_HEDGE,
+    PURPOSE_MM,
+    STATUS_DISABLED,
+    StrategyConfig,
+)
 from paraphina_jax.strategy.accounting import apply_fills, recompute_exposures
 from paraphina_jax.strategy.quoting import compute_quotes
 from paraphina_jax.strategy.tick import decide_exits, decide_hedge, engine_update
 from paraphina_jax.strategy.types import (
+    PM_RING_FIELDS,
     AccountInputs,
     Array,
     ExitPlan,
@@ -165,14 +173,10 @@ def _peaks(c: _Carry, s: StrategyState) -> _Carry:
     )
 
 
-def h2_run(now_seq: Array, cfg: StrategyConfig) -> RunMetrics:
-    """One H2 run over the tick times `now_seq [T]` (from `compat.jitter.tick_times`)."""
-    n = cfg.n_venues
+def _init_carry(cfg: StrategyConfig, n_ticks: int) -> _Carry:
     state0 = init_state(cfg, base_ms=0, xp=jnp)
     fdt = state0.fair_value.dtype
     idt = state0.tick.dtype
-    controls = identity_controls(n, xp=jnp, dtype=fdt)
-    taker = jnp.asarray(cfg.venues.taker_fee_bps, dtype=fdt)
     zf = jnp.zeros((), fdt)
     c0 = _Carry(
         state=state0,
@@ -185,52 +189,117 @@ def h2_run(now_seq: Array, cfg: StrategyConfig) -> RunMetrics:
         dd_max=zf,
         done=jnp.asarray(False),
         kill_tick=jnp.asarray(-1, idt),
-        ticks_executed=jnp.asarray(now_seq.shape[0], idt),
+        ticks_executed=jnp.asarray(n_ticks, idt),
         pnl_total=zf,
     )
-    c0 = _peaks(c0, state0)
+    return _peaks(c0, state0)
+
+
+def _engine(c: _Carry, now: Array, cfg: StrategyConfig) -> StrategyState:
+    """The full engine update with risk at tick time `now` on the dummy book (one run)."""
+    n = cfg.n_venues
+    zf = jnp.zeros((), c.state.fair_value.dtype)
+    inputs = MarketInputs(
+        now_ms=now,
+        book=dummy_book(now, cfg, jnp),
+        funding=no_funding(n, zf),
+        account=no_account(n, zf),
+    )
+    return engine_update(c.state, inputs, cfg, jnp.asarray(True), H2_OPTS)
+
+
+def _close_tick(c: _Carry, c3: _Carry, s3: StrategyState) -> _Carry:
+    """The drawdown tracker on the tick's final total PnL, and the tick counter (one run)."""
+    e = s3.daily_pnl_total
+    fin = jnp.isfinite(e)
+    dd_peak = jnp.where(fin, jnp.where(c.dd_init, jnp.maximum(c.dd_peak, e), e), c.dd_peak)
+    dd_max = jnp.where(fin & c.dd_init, jnp.maximum(c.dd_max, dd_peak - e), c.dd_max)
+    return c3.replace(
+        state=s3.replace(tick=s3.tick + 1), dd_init=c.dd_init | fin, dd_peak=dd_peak, dd_max=dd_max
+    )
+
+
+def _trade(c: _Carry, st: StrategyState, now: Array, cfg: StrategyConfig) -> _Carry:
+    """MM quotes → fills → mark, exits → fills → mark, hedge → fills → mark (one run)."""
+    fdt = st.fair_value.dtype
+    controls = identity_controls(cfg.n_venues, xp=jnp, dtype=fdt)
+    taker = jnp.asarray(cfg.venues.taker_fee_bps, dtype=fdt)
+    q = compute_quotes(st, now, controls, cfg, use_clock=False)
+    s1 = _phase(st, quote_fills(q, taker), now, cfg)
+    c1 = _peaks(c, s1)
+    s2 = _phase(s1, exit_fills(decide_exits(s1, now, cfg), taker), now, cfg)
+    c2 = _peaks(c1, s2)
+    s3 = _phase(s2, hedge_fills(decide_hedge(s2, now, controls, cfg), taker), now, cfg)
+    return _close_tick(c, _peaks(c2, s3), s3)
+
+
+def _idle(c: _Carry, st: StrategyState, now: Array, cfg: StrategyConfig) -> _Carry:
+    """:func:`_trade` when every venue is Disabled: MM, exits and hedges all skip Disabled venues
+    (STRATEGY §8.3), so no phase fills and each leaves the state as it is."""
+    del now, cfg
+    return _close_tick(c, _peaks(c, st), st)
+
+
+def _finish(c: _Carry, st: StrategyState, traded: _Carry, t: Array) -> _Carry:
+    """The tick's carry: stop and record on the kill, keep a finished run frozen (one run)."""
+    idt = st.tick.dtype
+    stopped = c.replace(
+        state=st.replace(tick=st.tick + 1),
+        done=jnp.asarray(True),
+        kill_tick=t.astype(idt),
+        ticks_executed=t.astype(idt),
+        pnl_total=st.daily_pnl_total,
+    )
+    nxt = _tree_where(st.kill_switch, stopped, traded)
+    return _tree_where(c.done, c, nxt)
+
+
+def h2_batch(now_seqs: Array, cfg: StrategyConfig, *, skip_idle: bool = True) -> RunMetrics:
+    """Runs over the tick times `now_seqs [B, T]` (from `compat.jitter.tick_times`).
+
+    A `lax.scan` over ticks of the batch; per tick the engine update is vmapped over runs, then
+    the trading phases. With the static `skip_idle`, a tick on which no live run has a venue that
+    is not Disabled takes the idle branch for the whole batch (a `lax.cond` outside the vmap, so
+    the phases are really skipped) — the same result, since with every venue Disabled no phase
+    fills; and a tick with every run finished is skipped whole. Jit this with `cfg` closed over
+    or as an argument.
+    """
+    now_seqs = jnp.asarray(now_seqs)
+    b, n_ticks = now_seqs.shape
+    c0 = jax.vmap(lambda _: _init_carry(cfg, n_ticks))(jnp.arange(b))
+    idt = c0.kill_tick.dtype
+    v_engine = jax.vmap(_engine, in_axes=(0, 0, None))
+    v_trade = jax.vmap(_trade, in_axes=(0, 0, 0, None))
+    v_idle = jax.vmap(_idle, in_axes=(0, 0, 0, None))
+    v_finish = jax.vmap(_finish, in_axes=(0, 0, 0, None))
+
+    def live_step(c: _Carry, t: Array, now: Array) -> _Carry:
+        st = v_engine(c, now, cfg)
+        if skip_idle:
+            live = ~c.done & ~st.kill_switch  # [B]
+            tradeable = jnp.any(live & jnp.any(st.venues.status != STATUS_DISABLED, axis=-1))
+            traded = jax.lax.cond(
+                tradeable, lambda: v_trade(c, st, now, cfg), lambda: v_idle(c, st, now, cfg)
+            )
+        else:
+            traded = v_trade(c, st, now, cfg)
+        return v_finish(c, st, traded, t)
 
     def step(c: _Carry, xs: tuple[Array, Array]) -> tuple[_Carry, None]:
         t, now = xs
         now = now.astype(idt)
-        inputs = MarketInputs(
-            now_ms=now,
-            book=dummy_book(now, cfg, jnp),
-            funding=no_funding(n, zf),
-            account=no_account(n, zf),
-        )
-        st = engine_update(c.state, inputs, cfg, jnp.asarray(True), H2_OPTS)
-        killed = st.kill_switch
-        # Trading phases (their result is discarded when killed).
-        q = compute_quotes(st, now, controls, cfg, use_clock=False)
-        s1 = _phase(st, quote_fills(q, taker), now, cfg)
-        c1 = _peaks(c, s1)
-        s2 = _phase(s1, exit_fills(decide_exits(s1, now, cfg), taker), now, cfg)
-        c2 = _peaks(c1, s2)
-        s3 = _phase(s2, hedge_fills(decide_hedge(s2, now, controls, cfg), taker), now, cfg)
-        c3 = _peaks(c2, s3)
-        e = s3.daily_pnl_total
-        fin = jnp.isfinite(e)
-        dd_peak = jnp.where(fin, jnp.where(c.dd_init, jnp.maximum(c.dd_peak, e), e), c.dd_peak)
-        dd_max = jnp.where(fin & c.dd_init, jnp.maximum(c.dd_max, dd_peak - e), c.dd_max)
-        traded = c3.replace(
-            state=s3.replace(tick=s3.tick + 1),
-            dd_init=c.dd_init | fin,
-            dd_peak=dd_peak,
-            dd_max=dd_max,
-        )
-        stopped = c.replace(
-            state=st.replace(tick=st.tick + 1),
-            done=jnp.asarray(True),
-            kill_tick=t.astype(idt),
-            ticks_executed=t.astype(idt),
-            pnl_total=st.daily_pnl_total,
-        )
-        nxt = _tree_where(killed, stopped, traded)
-        return _tree_where(c.done, c, nxt), None
+        if not skip_idle:
+            nc = live_step(c, t, now)
+        else:
+            nc = jax.lax.cond(jnp.all(c.done), lambda: c, lambda: live_step(c, t, now))
+        # H2 fills are accounting only: the `[N, M]` markout rings are never written, so they are
+        # carried through as they are (not through the cond's and the freeze masks' selects).
+        ring = {name: getattr(c.state.venues, name) for name in PM_RING_FIELDS}
+        v = nc.state.venues.replace(**ring)
+        return nc.replace(state=nc.state.replace(venues=v)), None
 
-    ts = jnp.arange(now_seq.shape[0])
-    cT, _ = jax.lax.scan(step, c0, (ts, now_seq))
+    ts = jnp.arange(n_ticks)
+    cT, _ = jax.lax.scan(step, c0, (ts, now_seqs.T))
     s = cT.state
     return RunMetrics(
         pnl_total=jnp.where(cT.done, cT.pnl_total, s.daily_pnl_total),
@@ -246,6 +315,7 @@ def h2_run(now_seq: Array, cfg: StrategyConfig) -> RunMetrics:
     )
 
 
-def h2_batch(now_seqs: Array, cfg: StrategyConfig) -> RunMetrics:
-    """Runs vmapped over `now_seqs [B, T]`. Jit this with `cfg` closed over or as an argument."""
-    return jax.vmap(h2_run, in_axes=(0, None))(now_seqs, cfg)
+def h2_run(now_seq: Array, cfg: StrategyConfig, *, skip_idle: bool = True) -> RunMetrics:
+    """One H2 run over the tick times `now_seq [T]`: :func:`h2_batch` with B = 1."""
+    out = h2_batch(jnp.asarray(now_seq)[None], cfg, skip_idle=skip_idle)
+    return jax.tree.map(lambda x: x[0], out)
