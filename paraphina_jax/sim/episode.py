@@ -35,12 +35,14 @@ from paraphina_jax.sim.episode_step import (
     ShieldFn,
     accrue_funding,
     carry_results,
-    episode_tick,
+    freeze,
     identity_controls_fn,
     identity_shield,
     init_carry,
     ioc_exit_plan,
     settle_slots,
+    tick_record,
+    tick_step,
 )
 from paraphina_jax.sim.episode_step import (
     n_rules as n_rules_of,
@@ -236,28 +238,47 @@ def _run_chunk(
 ) -> tuple[EpisodeCarry, Any]:
     _TRACES["chunk"] += 1
     ct = static.chunk_ticks
+    fd = carry.strategy.fair_value.dtype
+    s_axis = (
+        None if p_axis is None else 1
+    )  # schedule rows after the slice: [ct, ...] / [B, ct, ...]
 
-    def one(c: EpisodeCarry, key: Array, p: EpisodeParams, cfg_: StrategyConfig) -> Any:
-        fd = c.strategy.fair_value.dtype
-        noise = draw_market_noise(key, ct, static, t0, dtype=fd)
-        sched = jax.tree.map(
-            lambda x: lax.dynamic_slice_in_dim(jnp.asarray(x), t0, ct, 0), p.schedule
-        )
-        ts = t0 + jnp.arange(ct)
+    def time_major(x: Array) -> Array:
+        return jnp.swapaxes(x, 0, 1)
 
-        def body(cc: EpisodeCarry, xs: Any) -> Any:
-            nz, sc, t = xs
-            cc, ys = episode_tick(
-                cc, nz, sc, t, p, cfg_, static, opts, shield_fn, controls_fn, n_ticks
-            )
-            if not record:
-                return cc, None
-            rec, allowed, proposed, fills, interv = ys
-            return cc, (rec, allowed, proposed if record_proposed else None, fills, interv)
+    noise = jax.vmap(lambda k: draw_market_noise(k, ct, static, t0, dtype=fd))(keys)
+    noise = jax.tree.map(time_major, noise)  # [ct, B, ...]
+    sched = jax.tree.map(
+        lambda x: lax.dynamic_slice_in_dim(jnp.asarray(x), t0, ct, 0 if s_axis is None else 1),
+        params.schedule,
+    )
+    if s_axis is not None:
+        sched = jax.tree.map(time_major, sched)
+    ts = t0 + jnp.arange(ct)
+    step = partial(
+        tick_step,
+        static=static,
+        opts=opts,
+        shield_fn=shield_fn,
+        controls_fn=controls_fn,
+        n_ticks=n_ticks,
+    )
+    v_step = jax.vmap(step, in_axes=(0, 0, p_axis, None, p_axis, cfg_axis))
+    v_freeze = jax.vmap(freeze)
+    v_record = jax.vmap(tick_record)
 
-        return lax.scan(body, c, (noise, sched, ts), unroll=unroll)
+    def body(cc: EpisodeCarry, xs: Any) -> Any:
+        nz, sc, t = xs
+        nc, active, aux = v_step(cc, nz, sc, t, params, cfg)
+        # The freeze mask only where some episode of the batch is frozen (a batch-level cond).
+        nc = lax.cond(jnp.all(active), lambda: nc, lambda: v_freeze(active, nc, cc))
+        if not record:
+            return nc, None
+        rec, allowed, proposed, fills, interv = v_record(nc, active, aux)
+        return nc, (rec, allowed, proposed if record_proposed else None, fills, interv)
 
-    return jax.vmap(one, in_axes=(0, 0, p_axis, cfg_axis))(carry, keys, params, cfg)
+    carry, ys = lax.scan(body, carry, (noise, sched, ts), unroll=unroll)
+    return carry, jax.tree.map(time_major, ys)  # per-tick outputs [B, ct, ...]
 
 
 def _as_keys(keys_or_seeds: Any) -> Array:

@@ -135,7 +135,7 @@ def _tree_where(c: Array, a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(c, x, y), a, b)
 
 
-def _freeze(active: Array, nc: EpisodeCarry, c: EpisodeCarry) -> EpisodeCarry:
+def freeze(active: Array, nc: EpisodeCarry, c: EpisodeCarry) -> EpisodeCarry:
     """`nc` where `active`, else `c` (the frozen tick). The `[N, M]` pending-markout ring arrays
     are taken from `nc` as they are: a frozen tick applies no fills, so it never writes them
     (pops only move `pm_head`/`pm_count`, which are selected), and the rings are not copied."""
@@ -296,12 +296,25 @@ def _fill_cash(fills: FillBatch) -> Array:
     return acc
 
 
-def _venue_volume(fills: FillBatch, n: int) -> Array:
-    oh = (fills.venue[:, None] == jnp.arange(n)[None, :]) & fills.valid[:, None]
-    return jnp.sum(jnp.where(oh, fills.size[:, None], 0.0), axis=0)
+@struct.dataclass
+class TickAux:
+    """What a tick's record needs besides the carry (one environment)."""
+
+    t: Array  # [] i
+    now: Array  # [] i
+    view: MarketView
+    fees_sum: Array  # [] f
+    paid_sum: Array  # [] f
+    maker_fills: Array  # [N] i
+    taker_fills: Array  # [N] i
+    rejected: Array  # [N] i
+    allowed: TickOutput
+    proposed: TickOutput
+    fills: FillBatch  # [4N]
+    interventions: Array  # [R] i
 
 
-def episode_tick(
+def tick_step(
     c: EpisodeCarry,
     noise_t: Any,
     sched_t: ScenarioSchedule,
@@ -313,11 +326,13 @@ def episode_tick(
     shield_fn: ShieldFn,
     controls_fn: ControlsFn,
     n_ticks: int,
-) -> tuple[EpisodeCarry, tuple[TickRecord, TickOutput, TickOutput, FillBatch, Array]]:
-    """One tick of one episode (module docstring); frozen when killed or `t ≥ n_ticks`.
+) -> tuple[EpisodeCarry, Array, TickAux]:
+    """One tick of one episode (module docstring) BEFORE the freeze mask.
 
     Returns:
-      `(carry, (record, allowed, proposed, fills [4N], interventions [R]))`.
+      `(carry as if active, active [] bool, aux)`. An inactive tick (killed earlier, or
+      `t ≥ n_ticks`) applies no fills, so it never writes the pending-markout rings; the caller
+      masks the rest with :func:`freeze` (or skips the mask when the whole batch is active).
     """
     mp = params.market
     idt = c.strategy.tick.dtype
@@ -364,6 +379,8 @@ def episode_tick(
     dd_peak = jnp.where(fin, jnp.where(c.dd_init, jnp.maximum(c.dd_peak, e), e), c.dd_peak)
     dd_max = jnp.where(fin & c.dd_init, jnp.maximum(c.dd_max, dd_peak - e), c.dd_max)
     new_kill = st.kill_switch & ~c.strategy.kill_switch
+    maker = r1.maker_fills + r2.maker_fills
+    taker = r1.taker_fills + r2.taker_fills
     nc = c.replace(
         market=ms,
         strategy=st,
@@ -376,21 +393,42 @@ def episode_tick(
         dd_max=dd_max,
         kill_tick=jnp.where(new_kill, t, c.kill_tick),
         ticks_executed=c.ticks_executed + 1,
-        maker_fills=c.maker_fills + r1.maker_fills + r2.maker_fills,
-        taker_fills=c.taker_fills + r1.taker_fills + r2.taker_fills,
-        volume_tao=c.volume_tao + _venue_volume(fills, n),
+        maker_fills=c.maker_fills + maker,
+        taker_fills=c.taker_fills + taker,
+        volume_tao=c.volume_tao + r1.maker_tao + r2.taker_tao,
         fees_by_venue=c.fees_by_venue + fees_v,
         rejected=c.rejected + rej_v,
         interventions=c.interventions + interv.astype(idt),
     )
     nc = _peaks(nc, st)
-    nc = _freeze(active, nc, c)
+    aux = TickAux(
+        t=t,
+        now=now,
+        view=view,
+        fees_sum=fees_sum,
+        paid_sum=paid_sum,
+        maker_fills=maker,
+        taker_fills=taker,
+        rejected=rej_v,
+        allowed=allowed,
+        proposed=proposed,
+        fills=fills,
+        interventions=interv.astype(idt),
+    )
+    return nc, active, aux
 
+
+def tick_record(
+    nc: EpisodeCarry, active: Array, aux: TickAux
+) -> tuple[TickRecord, TickOutput, TickOutput, FillBatch, Array]:
+    """The tick's telemetry from the (frozen) carry after it: `(record, allowed, proposed,
+    fills [4N], interventions [R])`; an inactive tick reports no flows."""
     s = nc.strategy
     v = s.venues
+    view = aux.view
     rec = TickRecord(
-        t=t,
-        now_ms=now,
+        t=aux.t,
+        now_ms=aux.now,
         active=active,
         pnl_realised=s.daily_realised_pnl,
         pnl_unrealised=s.daily_unrealised_pnl,
@@ -412,8 +450,8 @@ def episode_tick(
         basis_limit_warn_usd=s.basis_limit_warn_usd,
         basis_limit_hard_usd=s.basis_limit_hard_usd,
         cash_usd=nc.cash_usd,
-        fees_usd=jnp.where(active, fees_sum, 0.0),
-        funding_usd=jnp.where(active, paid_sum, 0.0),
+        fees_usd=jnp.where(active, aux.fees_sum, 0.0),
+        funding_usd=jnp.where(active, aux.paid_sum, 0.0),
         status=v.status,
         toxicity=v.toxicity,
         position_tao=v.position_tao,
@@ -428,12 +466,39 @@ def episode_tick(
         true_mid=view.mid,
         outage=view.outage,
         vol_regime=view.vol_regime,
-        maker_fills=jnp.where(active, r1.maker_fills + r2.maker_fills, 0),
-        taker_fills=jnp.where(active, r1.taker_fills + r2.taker_fills, 0),
-        rejected=jnp.where(active, rej_v, 0),
+        maker_fills=jnp.where(active, aux.maker_fills, 0),
+        taker_fills=jnp.where(active, aux.taker_fills, 0),
+        rejected=jnp.where(active, aux.rejected, 0),
     )
-    fills = fills.replace(valid=fills.valid & active)
-    return nc, (rec, allowed, proposed, fills, jnp.where(active, interv.astype(idt), 0))
+    fills = aux.fills.replace(valid=aux.fills.valid & active)
+    interv = jnp.where(active, aux.interventions, 0)
+    return rec, aux.allowed, aux.proposed, fills, interv
+
+
+def episode_tick(
+    c: EpisodeCarry,
+    noise_t: Any,
+    sched_t: ScenarioSchedule,
+    t: Array,
+    params: EpisodeParams,
+    cfg: StrategyConfig,
+    static: StaticSimParams,
+    opts: TickOptions,
+    shield_fn: ShieldFn,
+    controls_fn: ControlsFn,
+    n_ticks: int,
+) -> tuple[EpisodeCarry, tuple[TickRecord, TickOutput, TickOutput, FillBatch, Array]]:
+    """One tick of one episode (module docstring); frozen when killed or `t ≥ n_ticks`:
+    :func:`tick_step` → :func:`freeze` → :func:`tick_record`.
+
+    Returns:
+      `(carry, (record, allowed, proposed, fills [4N], interventions [R]))`.
+    """
+    nc, active, aux = tick_step(
+        c, noise_t, sched_t, t, params, cfg, static, opts, shield_fn, controls_fn, n_ticks
+    )
+    nc = freeze(active, nc, c)
+    return nc, tick_record(nc, active, aux)
 
 
 def carry_results(c: EpisodeCarry) -> EpisodeResults:

@@ -262,8 +262,14 @@ def _push_markouts(
     n = v.pm_count.shape[-1]
     cnt = v.pm_count
     ohi = oh.astype(cnt.dtype)  # [K, N]
-    rank = jnp.sum((jnp.cumsum(ohi, axis=0) - ohi) * ohi, axis=1)  # [K]
-    n_new = jnp.sum(ohi, axis=0)  # [N]
+    # Per-venue ranks and counts as K unrolled `[N]` steps (elementwise; no reduction over K).
+    run = jnp.zeros_like(cnt)
+    ranks = []
+    for kk in range(ohi.shape[0]):
+        ranks.append(jnp.sum(ohi[kk] * run))
+        run = run + ohi[kk]
+    rank = jnp.stack(ranks)  # [K]
+    n_new = run  # [N]
     drop = jnp.maximum(cnt + n_new - m, 0)  # [N]
     valid = jnp.any(oh, axis=1)  # [K]
     tail = jnp.sum(ohi * (v.pm_head + cnt)[None, :], axis=1)  # [K]
@@ -338,10 +344,10 @@ def apply_fills(
     upd: dict[str, Array] = {"position_tao": q, "avg_entry_price": avg}
     if record:
         oid = fills.order_id
-        hit = (
-            oh[:, :, None] & (oid >= 0)[:, None, None] & (v.mm_id[None, :, :] == oid[:, None, None])
-        )  # [K, N, 2]
-        upd["mm_has"] = v.mm_has & ~jnp.any(hit, axis=0)
+        hit = jnp.zeros_like(v.mm_has)  # [N, 2]: slots holding the order of some fill
+        for kk in range(oid.shape[0]):
+            hit = hit | (oh[kk][:, None] & (oid[kk] >= 0) & (v.mm_id == oid[kk]))
+        upd["mm_has"] = v.mm_has & ~hit
         upd.update(_push_markouts(state, fills, oh, now_ms, cfg))
     return state.replace(
         venues=v.replace(**upd), daily_realised_pnl=realised, daily_pnl_total=total

@@ -254,6 +254,7 @@ def plan_exits(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> Exit
         return carry, (size, pos)
 
     _, (size_k, pos_k) = lax.scan(take, (remaining0, jnp.zeros((), jnp.int32)), xs, unroll=True)
+    size_k, pos_k = lax.optimization_barrier((size_k, pos_k))  # computed once, then permuted
     # Back to venue order: venue i takes the result of its rank.
     size_out, order = [], []
     for i in range(n):
