@@ -28,7 +28,12 @@ from paraphina_jax.config.types import (
     STATUS_DISABLED,
     StrategyConfig,
 )
-from paraphina_jax.strategy.accounting import apply_fills, recompute_exposures
+from paraphina_jax.strategy.accounting import (
+    apply_fills,
+    block_rounds,
+    interleaved_rounds,
+    recompute_exposures,
+)
 from paraphina_jax.strategy.quoting import compute_quotes
 from paraphina_jax.strategy.tick import decide_exits, decide_hedge, engine_update
 from paraphina_jax.strategy.types import (
@@ -158,9 +163,13 @@ def _tree_where(c: Array, a: Any, b: Any) -> Any:
 
 
 def _phase(
-    state: StrategyState, fills: FillBatch, now: Array, cfg: StrategyConfig
+    state: StrategyState,
+    fills: FillBatch,
+    now: Array,
+    cfg: StrategyConfig,
+    rounds: tuple[tuple[int, ...], ...],
 ) -> StrategyState:
-    st = apply_fills(state, fills, now, cfg, record=False)
+    st = apply_fills(state, fills, now, cfg, record=False, rounds=rounds)
     return _tree_where(jnp.any(fills.valid), recompute_exposures(st, cfg), st)
 
 
@@ -225,11 +234,13 @@ def _trade(c: _Carry, st: StrategyState, now: Array, cfg: StrategyConfig) -> _Ca
     controls = identity_controls(cfg.n_venues, xp=jnp, dtype=fdt)
     taker = jnp.asarray(cfg.venues.taker_fee_bps, dtype=fdt)
     q = compute_quotes(st, now, controls, cfg, use_clock=False)
-    s1 = _phase(st, quote_fills(q, taker), now, cfg)
+    n = cfg.n_venues
+    one = block_rounds(n, 1)  # one fill per venue at most
+    s1 = _phase(st, quote_fills(q, taker), now, cfg, interleaved_rounds(n))
     c1 = _peaks(c, s1)
-    s2 = _phase(s1, exit_fills(decide_exits(s1, now, cfg), taker), now, cfg)
+    s2 = _phase(s1, exit_fills(decide_exits(s1, now, cfg), taker), now, cfg, one)
     c2 = _peaks(c1, s2)
-    s3 = _phase(s2, hedge_fills(decide_hedge(s2, now, controls, cfg), taker), now, cfg)
+    s3 = _phase(s2, hedge_fills(decide_hedge(s2, now, controls, cfg), taker), now, cfg, one)
     return _close_tick(c, _peaks(c2, s3), s3)
 
 

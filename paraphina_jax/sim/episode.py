@@ -246,8 +246,7 @@ def _run_chunk(
     def time_major(x: Array) -> Array:
         return jnp.swapaxes(x, 0, 1)
 
-    noise = jax.vmap(lambda k: draw_market_noise(k, ct, static, t0, dtype=fd))(keys)
-    noise = jax.tree.map(time_major, noise)  # [ct, B, ...]
+    noise = jax.vmap(lambda k: draw_market_noise(k, ct, static, t0, dtype=fd), out_axes=1)(keys)
     sched = jax.tree.map(
         lambda x: lax.dynamic_slice_in_dim(jnp.asarray(x), t0, ct, 0 if s_axis is None else 1),
         params.schedule,
@@ -274,8 +273,8 @@ def _run_chunk(
         nc = lax.cond(jnp.all(active), lambda: nc, lambda: v_freeze(active, nc, cc))
         if not record:
             return nc, None
-        rec, allowed, proposed, fills, interv = v_record(nc, active, aux)
-        return nc, (rec, allowed, proposed if record_proposed else None, fills, interv)
+        rec, allowed, proposed, fills, interv, facts = v_record(nc, active, aux)
+        return nc, (rec, allowed, proposed if record_proposed else None, fills, interv, facts)
 
     carry, ys = lax.scan(body, carry, (noise, sched, ts), unroll=unroll)
     return carry, jax.tree.map(time_major, ys)  # per-tick outputs [B, ct, ...]
@@ -409,8 +408,13 @@ def run_batch(
     if k_tel > 0:
         ys = state[0][5]
         cat = jax.tree.map(lambda *xs: np.concatenate(xs, axis=1)[:, :n_ticks], *ys)
-        rec, allowed, proposed, fills, interv = cat
+        rec, allowed, proposed, fills, interv, facts = cat
         tel = Telemetry(
-            record=rec, actions=allowed, proposed=proposed, fills=fills, interventions=interv
+            record=rec,
+            actions=allowed,
+            proposed=proposed,
+            fills=fills,
+            interventions=interv,
+            shield_facts=facts,
         )
     return jax.tree.map(np.asarray, res), tel

@@ -45,7 +45,9 @@ from paraphina_jax.sim.types import (
 )
 from paraphina_jax.strategy.accounting import (
     apply_fills,
+    block_rounds,
     inject_initial_position,
+    interleaved_rounds,
     recompute_exposures,
 )
 from paraphina_jax.strategy.tick import strategy_tick
@@ -66,6 +68,8 @@ Array = Any
 ShieldFn = Callable[
     [StrategyState, TickOutput, MarketView, StrategyConfig], tuple[TickOutput, Array]
 ]
+# A shield may also carry `facts_fn(state, view, cfg) -> pytree`: the facts it decides on, which
+# the telemetry then records per tick (the audit's exact "shield" block).
 ControlsFn = Callable[[StrategyState, MarketView, Array], Controls]
 
 
@@ -312,6 +316,7 @@ class TickAux:
     proposed: TickOutput
     fills: FillBatch  # [4N]
     interventions: Array  # [R] i
+    shield_facts: Any = None  # what the shield saw (`shield_fn.facts_fn`), else None
 
 
 def tick_step(
@@ -346,17 +351,19 @@ def tick_step(
     st = accrue_funding(c.strategy, view.funding_paid_usd, cfg)
     ms, mm_fills, r1 = fill_quotes(mp, ms, view, st.venues, noise_t)
     mm_fills = mm_fills.replace(valid=mm_fills.valid & active)  # frozen ⇒ no ring writes
-    st = apply_fills(st, mm_fills, now, cfg)
+    st = apply_fills(st, mm_fills, now, cfg, rounds=interleaved_rounds(n))  # bids, then asks
     pre = st
     controls = controls_fn(st, view, t)
     overlay = VenueOverlay(toxicity_floor=sched_t.toxicity_floor, force_disabled=view.outage)
     st, proposed = strategy_tick(st, inputs, controls, cfg, opts, overlay)
     allowed, interv = shield_fn(st, proposed, view, cfg)
+    facts_fn = getattr(shield_fn, "facts_fn", None)
+    facts = None if facts_fn is None else facts_fn(st, view, cfg)
     rej = post_only_rejects(view, allowed.orders)
     st = settle_slots(st, pre, allowed, rej, now)
     ms, ioc_fills, r2 = execute_ioc(mp, ms, view, ioc_exit_plan(allowed), allowed.hedge, static)
     ioc_fills = ioc_fills.replace(valid=ioc_fills.valid & active)
-    st = apply_fills(st, ioc_fills, now, cfg)
+    st = apply_fills(st, ioc_fills, now, cfg, rounds=block_rounds(n, 2))  # exits, then hedges
     st = recompute_exposures(st, cfg)
 
     fills = FillBatch(
@@ -414,15 +421,14 @@ def tick_step(
         proposed=proposed,
         fills=fills,
         interventions=interv.astype(idt),
+        shield_facts=facts,
     )
     return nc, active, aux
 
 
-def tick_record(
-    nc: EpisodeCarry, active: Array, aux: TickAux
-) -> tuple[TickRecord, TickOutput, TickOutput, FillBatch, Array]:
+def tick_record(nc: EpisodeCarry, active: Array, aux: TickAux) -> tuple[Any, ...]:
     """The tick's telemetry from the (frozen) carry after it: `(record, allowed, proposed,
-    fills [4N], interventions [R])`; an inactive tick reports no flows."""
+    fills [4N], interventions [R], shield facts or None)`; an inactive tick reports no flows."""
     s = nc.strategy
     v = s.venues
     view = aux.view
@@ -472,7 +478,7 @@ def tick_record(
     )
     fills = aux.fills.replace(valid=aux.fills.valid & active)
     interv = jnp.where(active, aux.interventions, 0)
-    return rec, aux.allowed, aux.proposed, fills, interv
+    return rec, aux.allowed, aux.proposed, fills, interv, aux.shield_facts
 
 
 def episode_tick(
@@ -498,7 +504,7 @@ def episode_tick(
         c, noise_t, sched_t, t, params, cfg, static, opts, shield_fn, controls_fn, n_ticks
     )
     nc = freeze(active, nc, c)
-    return nc, tick_record(nc, active, aux)
+    return nc, tick_record(nc, active, aux)[:5]
 
 
 def carry_results(c: EpisodeCarry) -> EpisodeResults:

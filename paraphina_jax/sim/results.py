@@ -114,6 +114,7 @@ class Telemetry:
     proposed: TickOutput | None  # [K, T, ...] pre-shield actions (None with the identity shield)
     fills: FillBatch  # [K, T, 4N] fills in application order (MM, exits, hedges)
     interventions: Array  # [K, T, R] i  shield interventions per rule
+    shield_facts: Any = None  # [K, T, ...] what the shield saw (a shield with `facts_fn`)
 
 
 def episode_slice(tree: Any, k: int) -> Any:

@@ -19,6 +19,9 @@ One JSON object per executed tick (ticks after the kill are not written), in tic
   `kill_transition`, `risk_due`, `exit_due`, `hedge_due`;
 * `"proposed"`: the same for the pre-shield actions, only when the shield hook changed the
   program (a non-identity shield); `"interventions"`: its per-rule counts of the tick;
+* `"shield"`: the facts the shield decided on at the hook (before this tick's IOC fills), only
+  for a shield that exposes them (`facts_fn`, e.g. `safety_shield.twin.shield_hook`) — what
+  `paraphina-jax audit` checks the actions against exactly;
 * `"market"`: the true latent price, venue mids, outages and the vol regime; `"fills"`: the
   tick's fills in application order (`venue, side, size, price, fee_bps, purpose`); `"cash_usd"`.
 
@@ -92,6 +95,17 @@ def _tree_json(obj: Any) -> Any:
     return _lst(obj)
 
 
+def _facts_json(facts: Any) -> dict[str, Any]:
+    """The shield's facts of one tick (a struct dataclass) as JSON: `risk_regime` and `status`
+    by name, the rest as numbers / lists."""
+    out = _tree_json(facts)
+    if "risk_regime" in out:
+        out["risk_regime"] = REGIME_NAMES[int(out["risk_regime"])]
+    if "status" in out:
+        out["status"] = [STATUS_NAMES[int(x)] for x in out["status"]]
+    return out
+
+
 def _at(tree: Any, idx: tuple[int, ...]) -> Any:
     import jax
 
@@ -115,6 +129,7 @@ def tick_records(
     props = None if telemetry.proposed is None else _at(telemetry.proposed, pre)
     fills = _at(telemetry.fills, pre)
     interv = np.asarray(telemetry.interventions)[pre]
+    facts = None if telemetry.shield_facts is None else _at(telemetry.shield_facts, pre)
     loss_limit = -abs(float(np.asarray(cfg.risk.daily_loss_limit)))
     out = []
     for t in range(int(np.asarray(r.t).shape[0])):
@@ -200,6 +215,8 @@ def tick_records(
         if props is not None:
             obj["proposed"] = _tree_json(_at(props, (t,)))
         obj["interventions"] = _lst(interv[t])
+        if facts is not None:
+            obj["shield"] = _facts_json(_at(facts, (t,)))
         obj["market"] = {
             "fair": _num(r.true_fair[t]),
             "mid": _lst(r.true_mid[t]),

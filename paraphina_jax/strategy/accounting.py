@@ -203,14 +203,13 @@ def _fill_valid(fills: FillBatch, n: int) -> Array:
     )
 
 
-def _account_step(
-    carry: tuple[Array, Array, Array], fill: tuple[Array, ...]
-) -> tuple[tuple[Array, Array, Array], None]:
-    """§5.3 exact accounting of one fill on carry (position [N], avg entry [N], realised [])."""
-    q, avg, realised_total = carry
-    oh, side, size, price, fee_bps = fill  # oh: [N] one-hot of the venue, all False if invalid
-    q0 = _pick(oh, q)
-    p0 = _pick(oh, avg)
+def _account_core(
+    q0: Array, p0: Array, side: Array, size: Array, price: Array, fee_bps: Array
+) -> tuple[Array, Array, Array]:
+    """§5.3 exact accounting of one fill on a position (elementwise: `[]` or `[N]`).
+
+    Returns `(q_new, avg_new, realised − fee)`.
+    """
     d = jnp.where(side == SIDE_BUY, size, -size)
     fee = (fee_bps / 1e4) * price * size
     aq0, ad = jnp.abs(q0), jnp.abs(d)
@@ -231,12 +230,67 @@ def _account_step(
         opening, price, jnp.where(same, jnp.where(flat_same, 0.0, avg_same), avg_opp)
     )
     realised = jnp.where(opening | same | ~(c > 0), 0.0, pnl_close) - fee
+    return q_new, avg_new, realised
+
+
+def _account_step(
+    carry: tuple[Array, Array, Array], fill: tuple[Array, ...]
+) -> tuple[tuple[Array, Array, Array], None]:
+    """§5.3 exact accounting of one fill on carry (position [N], avg entry [N], realised [])."""
+    q, avg, realised_total = carry
+    oh, side, size, price, fee_bps = fill  # oh: [N] one-hot of the venue, all False if invalid
+    q_new, avg_new, realised = _account_core(
+        _pick(oh, q), _pick(oh, avg), side, size, price, fee_bps
+    )
     any_ = jnp.any(oh)
     return (
         jnp.where(oh, q_new, q),
         jnp.where(oh, avg_new, avg),
         jnp.where(any_, realised_total + realised, realised_total),
     ), None
+
+
+def _account_rounds(
+    carry: tuple[Array, Array, Array],
+    oh: Array,
+    fills: FillBatch,
+    rounds: tuple[tuple[int, ...], ...],
+) -> tuple[Array, Array, Array]:
+    """:func:`_account_step` over the whole batch, one `[N]`-vectorised pass per round.
+
+    `rounds` (static) partitions the batch slots so that a round holds at most one fill per
+    venue and each venue's fills come in increasing slot order across rounds; the accounting is
+    then exactly the sequential one (venues are independent), and the realised PnL is added
+    fill by fill in slot order, as the sequential loop adds it.
+    """
+    q, avg, total = carry
+    k = oh.shape[0]
+    realised_k: list[Array | None] = [None] * k
+    for slots in rounds:
+        sl = jnp.asarray(slots)
+        ohr = oh[sl]  # [R, N]
+        has = jnp.any(ohr, axis=0)  # [N]
+
+        def per_venue(x: Array, ohr: Array = ohr, sl: Array = sl) -> Array:
+            xr = x[sl]  # [R]
+            acc = jnp.where(ohr[0], xr[0], jnp.zeros((), xr.dtype))
+            for j in range(1, ohr.shape[0]):
+                acc = jnp.where(ohr[j], xr[j], acc)
+            return acc
+
+        q_new, avg_new, r_v = _account_core(
+            q, avg, per_venue(fills.side), per_venue(fills.size), per_venue(fills.price),
+            per_venue(fills.fee_bps),
+        )  # fmt: skip
+        q = jnp.where(has, q_new, q)
+        avg = jnp.where(has, avg_new, avg)
+        for slot in slots:
+            realised_k[slot] = _pick(oh[slot], r_v)
+    for slot in range(k):
+        r = realised_k[slot]
+        if r is not None:
+            total = jnp.where(jnp.any(oh[slot]), total + r, total)
+    return q, avg, total
 
 
 def _push_markouts(
@@ -274,7 +328,7 @@ def _push_markouts(
     valid = jnp.any(oh, axis=1)  # [K]
     tail = jnp.sum(ohi * (v.pm_head + cnt)[None, :], axis=1)  # [K]
     skip = jnp.sum(ohi * (n_new - m)[None, :], axis=1)  # [K]
-    slot = (tail + rank) % m
+    slot = lax.rem(tail + rank, m)  # non-negative operands
     row = jnp.where(valid & (rank >= skip), fills.venue, n)  # N ⇒ not written
     seq = jnp.sum(ohi * v.fill_seq[None, :], axis=1) + rank
 
@@ -293,12 +347,15 @@ def _push_markouts(
         "pm_mid_at_fill": mid,
         "pm_fill_seq": seq,
     }
+    # Materialise the indices and values once: fused into the scatter XLA:CPU recomputes the
+    # rank chain for every index component.
+    row, slot, values = lax.optimization_barrier((row, slot, values))
     out = {}
     for name in PM_RING_FIELDS:
         a = getattr(v, name)
         out[name] = a.at[row, slot].set(values[name].astype(a.dtype), mode="drop")
     out["pm_count"] = jnp.minimum(cnt + n_new, m)
-    out["pm_head"] = ((v.pm_head + drop) % m).astype(v.pm_head.dtype)
+    out["pm_head"] = lax.rem(v.pm_head + drop, m).astype(v.pm_head.dtype)
     out["fill_seq"] = v.fill_seq + n_new.astype(v.fill_seq.dtype)
     return out
 
@@ -310,6 +367,7 @@ def apply_fills(
     cfg: StrategyConfig,
     *,
     record: bool = True,
+    rounds: tuple[tuple[int, ...], ...] | None = None,
 ) -> StrategyState:
     """Apply the `[K]` fills of a batch in order (§5.3); invalid entries are dropped whole.
 
@@ -326,6 +384,10 @@ def apply_fills(
     Args:
       fills: `[K]` batch.
       now_ms: `[]` int application time.
+      rounds: static; a partition of the K slots into rounds of at most one fill per venue,
+        each venue's fills in increasing slot order across rounds (e.g. the simulator's MM batch:
+        the bids, then the asks). The accounting then runs one `[N]` pass per round instead of
+        the K-step scan — the same arithmetic and order, bit for bit. None = the scan.
     """
     v = state.venues
     n = v.position_tao.shape[-1]
@@ -337,9 +399,12 @@ def apply_fills(
     )
     valid = _fill_valid(fills, n)
     oh = (fills.venue[:, None] == jnp.arange(n)[None, :]) & valid[:, None]  # [K, N]
-    xs = (oh, fills.side, fills.size, fills.price, fills.fee_bps)
     carry0 = (v.position_tao, v.avg_entry_price, state.daily_realised_pnl)
-    (q, avg, realised), _ = lax.scan(_account_step, carry0, xs)
+    if rounds is None:
+        xs = (oh, fills.side, fills.size, fills.price, fills.fee_bps)
+        (q, avg, realised), _ = lax.scan(_account_step, carry0, xs)
+    else:
+        q, avg, realised = _account_rounds(carry0, oh, fills, rounds)
     total = jnp.where(jnp.any(valid), realised + state.daily_unrealised_pnl, state.daily_pnl_total)
     upd: dict[str, Array] = {"position_tao": q, "avg_entry_price": avg}
     if record:
@@ -352,6 +417,18 @@ def apply_fills(
     return state.replace(
         venues=v.replace(**upd), daily_realised_pnl=realised, daily_pnl_total=total
     )
+
+
+def interleaved_rounds(n: int) -> tuple[tuple[int, ...], ...]:
+    """`apply_fills` rounds of a `[2N]` batch laid out venue ascending, bid then ask: the
+    bids (even slots), then the asks (odd slots)."""
+    return tuple(range(0, 2 * n, 2)), tuple(range(1, 2 * n, 2))
+
+
+def block_rounds(n: int, blocks: int) -> tuple[tuple[int, ...], ...]:
+    """`apply_fills` rounds of a `[blocks·N]` batch of consecutive blocks of N slots, each
+    block holding at most one fill per venue (e.g. exits, then hedges)."""
+    return tuple(tuple(range(i * n, (i + 1) * n)) for i in range(blocks))
 
 
 def _single(
