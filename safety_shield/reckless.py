@@ -19,7 +19,8 @@ import jax.numpy as jnp
 
 from paraphina_jax.config.types import StrategyConfig
 from paraphina_jax.strategy.types import Controls, ExitPlan, StrategyState, TickOutput
-from safety_shield.twin import shield_hook, shielded_controls_fn
+from safety_shield.controls import shielded_controls_fn
+from safety_shield.twin import facts_from_state, shield_hook
 from safety_shield.types import N_RULES
 
 Array = Any
@@ -97,6 +98,7 @@ def reckless_shield_fn(shielded: bool = True) -> Callable[..., tuple[TickOutput,
             return shield_hook(state, wild, view, cfg)
         return wild, jnp.zeros((N_RULES,), jnp.int32)
 
+    fn.facts_fn = facts_from_state  # type: ignore[attr-defined]  # recorded for the audit
     return fn
 
 

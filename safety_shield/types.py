@@ -121,6 +121,24 @@ def order_layout(n: int) -> OrderLayout:
     return OrderLayout(venue=venue, kind=kind, mm_side=mm_side, budgeted=kind != KIND_QUOTE, n=n)
 
 
+# The same list as a `[7, N]` block array (the JAX twin's working form): row r holds one kind
+# (and MM side) for every venue — kill exit, exit, hedge, place buy, place sell, quote bid,
+# quote ask — so per-venue values broadcast as rows and per-kind constants as columns.
+BLOCK_KIND = np.array(
+    [KIND_KILL_EXIT, KIND_EXIT, KIND_HEDGE, KIND_PLACE, KIND_PLACE, KIND_QUOTE, KIND_QUOTE]
+)
+BLOCK_MM_SIDE = np.array([-1, -1, -1, 0, 1, 0, 1])  # as OrderLayout.mm_side
+BLOCK_SIDE = np.array([0, 0, 0, 1, -1, 1, -1])  # side code of the MM rows (IOC rows: the plan's)
+
+
+def block_index(n: int) -> np.ndarray:
+    """[7, N] int: the flat slot (module docstring layout) of each block entry."""
+    v = np.arange(n)
+    return np.stack(
+        [v, n + v, 2 * n + v, 3 * n + 2 * v, 3 * n + 2 * v + 1, 5 * n + 2 * v, 5 * n + 2 * v + 1]
+    )
+
+
 @struct.dataclass
 class ShieldOrders:
     """The flat order list; `[K]` each. Dropped entries have `valid = False`, size = price = 0."""

@@ -1,10 +1,10 @@
 """Whole episodes with a reckless decision-maker (safety_shield/reckless.py), shield on and off.
 
-Default suite: ONE compiled episode program (B = 2, T = 32, float32) with the reckless rewrite
-followed by the shield; `paraphina-jax audit` finds no violation in the executed actions (nor in
-the heuristic strategy's own proposals), and the shield's counts name the rules it enforced.
-`-m slow`: the same run with the shield bypassed (test-only switch) is caught by the audit with
-the right rules named.
+Two compiled episode programs (B = 2, T = 32, float32). The reckless rewrite followed by the
+shield: `paraphina-jax audit` finds no violation in the executed actions (checked against the
+telemetry's exact "shield" facts; nor in the heuristic strategy's own proposals), and the
+shield's counts name the rules it enforced. The same run with the shield bypassed (test-only
+switch) is caught by the audit with the right rules named.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from paraphina_jax.sim import episode as E
 from paraphina_jax.sim.telemetry import telemetry_to_jsonl
 from paraphina_jax.sim.types import StaticSimParams
 from safety_shield import reckless as RK
-from safety_shield.audit import audit_file
+from safety_shield.audit import audit_file, facts_from_record, read_records
 from safety_shield.types import (
     N_RULES,
     RULE_IOC_CAPS,
@@ -68,6 +68,12 @@ def test_shield_episode_reckless_actor_audits_clean(shielded, capsys):
     for p in paths:
         assert main(["audit", str(p)]) == 0
         assert "0 violations" in capsys.readouterr().out
+    # the audit checked against exactly what the shield saw: the telemetry's "shield" block
+    recs = read_records(paths[0])
+    assert all("shield" in r for r in recs)
+    facts = facts_from_record(recs[0], CFG)
+    assert facts.position_tao.shape == (CFG.n_venues,)
+    assert isinstance(recs[0]["shield"]["risk_regime"], str)
 
 
 def test_shield_episode_heuristic_proposals_audit_clean_and_reckless_ones_were_cut(
@@ -85,7 +91,6 @@ def test_shield_episode_heuristic_proposals_audit_clean_and_reckless_ones_were_c
         assert total[rule] > 0
 
 
-@pytest.mark.slow
 def test_shield_episode_bypassed_is_caught(tmp_path, capsys):
     res, tel = _run(RK.RECKLESS_BYPASS, RK.reckless_controls_fn)
     assert int(np.asarray(res.shield_interventions).sum()) == 0

@@ -19,7 +19,7 @@ from paraphina_jax.config.types import Flags
 from paraphina_jax.strategy.types import Controls
 from paraphina_jax.testing import CASES, NOW_MS, random_state
 from paraphina_jax.utils.x64 import enable_x64
-from safety_shield import adversarial, checks, reference, twin
+from safety_shield import adversarial, checks, controls, reference, twin
 from safety_shield.types import (
     HEDGE_WEIGHT_RANGE,
     N_RULES,
@@ -199,7 +199,7 @@ def test_shield_controls_clipped_to_encoded_ranges(vals):
     assert np.all((w >= HEDGE_WEIGHT_RANGE[0]) & (w <= HEDGE_WEIGHT_RANGE[1]))
     assert abs(float(w.sum()) - 1.0) <= 1e-6
     with enable_x64():
-        tw, trec = jax.tree.map(np.asarray, twin.clip_controls(jax.tree.map(jnp.asarray, c), n))
+        tw, trec = jax.tree.map(np.asarray, controls.clip_controls(jax.tree.map(jnp.asarray, c), n))
     assert_trees_equal(new, tw)
     assert np.array_equal(rec.interventions, trec.interventions)
     assert np.array_equal(rec.venue_mask, trec.venue_mask)

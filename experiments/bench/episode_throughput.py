@@ -49,7 +49,8 @@ def bench_jax(
     hooks: dict = {}
     if shield:  # the safety shield on orders and controls (experiments/bench/shield_overhead.py)
         from paraphina_jax.sim.episode import identity_controls_fn
-        from safety_shield.twin import shield_hook, shielded_controls_fn
+        from safety_shield.controls import shielded_controls_fn
+        from safety_shield.twin import shield_hook
 
         hooks = dict(
             shield_fn=shield_hook,

@@ -28,7 +28,8 @@ from bench_docs import machine, write_section  # noqa: E402
 from paraphina_jax.config.defaults import make_config  # noqa: E402
 from paraphina_jax.sim import episode as E  # noqa: E402
 from paraphina_jax.sim.types import StaticSimParams  # noqa: E402
-from safety_shield.twin import shield_hook, shielded_controls_fn  # noqa: E402
+from safety_shield.controls import shielded_controls_fn  # noqa: E402
+from safety_shield.twin import shield_hook  # noqa: E402
 from safety_shield.types import RULE_NAMES  # noqa: E402
 
 CFG = make_config("balanced")
