@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from paraphina_jax.config.types import (
     REGIME_NORMAL,
@@ -540,7 +541,9 @@ def _shield(
 ) -> tuple[TickOutput, Array]:
     """Shielded actions and the `[7, N]` change words (kill cancels included)."""
     fdt = state.venues.mid.dtype
-    facts = facts_from_state(state, view, cfg)
+    # The proposed actions and the facts enter as buffers: fused into the block stacks, XLA:CPU
+    # would re-derive the strategy's arithmetic inside the shield's kernels.
+    out, facts = lax.optimization_barrier((out, facts_from_state(state, view, cfg)))
     valid, side, size, price = blocks_from_actions(out, fdt)
     c = make_ctx(side, price, cfg, fdt)
     v, s, word = shield_blocks(facts, valid, size, c, cfg)

@@ -1,7 +1,7 @@
 """Where an episode tick spends its time: an XLA:CPU trace of one chunk program, every executed
 kernel (thunk) attributed to the episode component it belongs to.
 
-    python experiments/bench/episode_profile.py [--batch 1024] [--ticks 16] [--top 15]
+    python experiments/bench/episode_profile.py [--batch 1024] [--ticks 16] [--top 15] [--shield]
 
 The components (`market_step`, `fill_quotes`, `apply_fills`, `strategy_tick` and its phases,
 `execute_ioc`, …) are wrapped in `jax.named_scope`s for this process only (by re-binding the
@@ -89,23 +89,40 @@ def instrument() -> None:
             _scope(TK, n)
 
 
-def profile(b: int, n_ticks: int) -> tuple[dict[str, float], list[tuple[str, float, str]]]:
-    """`({component path: µs per env-step}, [(kernel, µs per env-step, op_name)])`."""
+def profile(
+    b: int, n_ticks: int, shield: bool = False
+) -> tuple[dict[str, float], list[tuple[str, float, str]]]:
+    """`({component path: µs per env-step}, [(kernel, µs per env-step, op_name)])`; `shield`
+    plugs in the safety shield (orders and controls) as `shield_overhead.py` does."""
     instrument()
     cfg = make_config("balanced")
+    hooks: dict[str, Any] = dict(shield_fn=E.identity_shield, controls_fn=E.identity_controls_fn)
+    if shield:
+        from safety_shield.controls import shielded_controls_fn
+        from safety_shield.twin import shield_hook
+
+        scoped_shield = jax.named_scope("S_shield")(shield_hook)
+        hooks = dict(
+            shield_fn=scoped_shield,
+            controls_fn=shielded_controls_fn(E.identity_controls_fn, cfg.n_venues),
+        )
     params = E.default_episode_params(cfg, n_ticks, vol=0.5, fill_a=np.full(cfg.n_venues, 20.0))
     static = StaticSimParams(n_venues=cfg.n_venues)
     keys = E.episode_keys(np.arange(b))
-    E.run_batch(keys, params, cfg, static, n_ticks=n_ticks, chunk_ticks=n_ticks)  # compile
+    run = functools.partial(
+        E.run_batch, keys, params, cfg, static, n_ticks=n_ticks, chunk_ticks=n_ticks, **hooks
+    )
+    run()  # compile
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
-            E.run_batch(keys, params, cfg, static, n_ticks=n_ticks, chunk_ticks=n_ticks)
+            run()
         path = glob.glob(f"{tmp}/plugins/profile/*/perfetto_trace.json.gz")[0]
         trace = json.load(gzip.open(path))
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     st = dataclasses.replace(static, n_ticks=n_ticks, chunk_ticks=n_ticks)
     pp, p_axis = E._prepare_params(params, n_ticks)
-    carry = E._init_batch(keys, pp, cfg, cfg_axis=None, p_axis=p_axis, static=st, n_rules=0)
+    n_rules = E.n_rules_of(hooks["shield_fn"], cfg, st)
+    carry = E._init_batch(keys, pp, cfg, cfg_axis=None, p_axis=p_axis, static=st, n_rules=n_rules)
     hlo = (
         E._run_chunk.lower(
             carry,
@@ -117,9 +134,8 @@ def profile(b: int, n_ticks: int) -> tuple[dict[str, float], list[tuple[str, flo
             p_axis=p_axis,
             static=st,
             opts=E.TickOptions(),
-            shield_fn=E.identity_shield,
-            controls_fn=E.identity_controls_fn,
             n_ticks=n_ticks,
+            **hooks,
             record=False,
             record_proposed=False,
             unroll=1,
@@ -151,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--ticks", type=int, default=16)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--shield", action="store_true", help="with the safety shield plugged in")
     args = ap.parse_args(argv)
-    parts, kernels = profile(args.batch, args.ticks)
+    parts, kernels = profile(args.batch, args.ticks, args.shield)
     total = sum(parts.values())
     print(f"kernel time {total:.2f} µs per env-step (B = {args.batch}, T = {args.ticks})")
     for k, v in parts.items():
