@@ -14,6 +14,17 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nOne section per benchmark: command, machine, numbers, ratios.\n"
 
 
+RUN_OVERRIDES = {"VOL_TOX_SCALE": 50.0}  # conf/config.yaml's default `overrides`
+
+
+def run_config(profile: str = "balanced"):  # noqa: ANN201
+    """The main job's default strategy config: `profile` with conf/config.yaml's overrides (the
+    strategy keeps trading in the canonical market; docs/simulator.md)."""
+    from paraphina_jax.config import apply_overrides, make_config
+
+    return apply_overrides(make_config(profile), dict(RUN_OVERRIDES))
+
+
 def machine() -> str:
     """One line describing this machine (CPU model, cores, Python, jax)."""
     import jax

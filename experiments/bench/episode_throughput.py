@@ -29,6 +29,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_docs import run_config  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "Episode throughput"
 START, END = "<!-- bench:episode-throughput:start -->", "<!-- bench:episode-throughput:end -->"
@@ -41,11 +44,10 @@ def _rss_mib() -> float:
 def bench_jax(
     batches: list[int], n_ticks: int, chunk: int, unroll: int, shield: bool = False
 ) -> list[dict]:
-    from paraphina_jax.config.defaults import make_config
     from paraphina_jax.sim.episode import default_episode_params, episode_keys, run_batch
     from paraphina_jax.sim.types import StaticSimParams
 
-    cfg = make_config("balanced")
+    cfg = run_config()
     hooks: dict = {}
     if shield:  # the safety shield on orders and controls (experiments/bench/shield_overhead.py)
         from paraphina_jax.sim.episode import identity_controls_fn
@@ -91,12 +93,11 @@ def bench_jax(
 
 def bench_reference(n_episodes: int, n_ticks: int) -> float:
     """NumPy reference episode ticks/s (the draws are made beforehand, not timed)."""
-    from paraphina_jax.config.defaults import make_config
     from paraphina_jax.reference.sim_episode import draw_episode_inputs, run_episode
     from paraphina_jax.sim.episode import default_episode_params, episode_keys
     from paraphina_jax.sim.types import StaticSimParams
 
-    cfg = make_config("balanced")
+    cfg = run_config()
     p = default_episode_params(cfg, n_ticks, vol=0.5, fill_a=np.full(cfg.n_venues, 20.0))
     static = StaticSimParams(n_venues=cfg.n_venues)
     keys = episode_keys(np.arange(n_episodes))
@@ -150,7 +151,8 @@ def render(args: argparse.Namespace, rows: list[dict], ref: float, mc: list[dict
         f"{platform.release()}, Python {platform.python_version()}, jax {jax.__version__} "
         f"({jax.default_backend()}); load average at the end {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f}{' — the CPU was shared with other jobs while measuring' if load[1] > 1.5 else ''}.  ",
-        f"Episode: canonical market (vol 0.5/day, A = 20 s⁻¹), balanced profile, float32, "
+        f"Episode: canonical market (vol 0.5/day, A = 20 s⁻¹), the main job's default strategy config "
+        "(balanced profile, VOL_TOX_SCALE 50), float32, "
         f"T = {args.ticks} ticks in chunks of {args.chunk}, no telemetry, scan unroll {args.unroll}. "
         "env-steps/s = B·T / wall, median of 3 calls after the compiling call.",
         "",

@@ -23,16 +23,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench_docs import machine, write_section  # noqa: E402
+from bench_docs import machine, run_config, write_section  # noqa: E402
 
-from paraphina_jax.config.defaults import make_config  # noqa: E402
 from paraphina_jax.sim import episode as E  # noqa: E402
 from paraphina_jax.sim.types import StaticSimParams  # noqa: E402
 from safety_shield.controls import shielded_controls_fn  # noqa: E402
 from safety_shield.twin import shield_hook  # noqa: E402
 from safety_shield.types import RULE_NAMES  # noqa: E402
 
-CFG = make_config("balanced")
+CFG = run_config()
 SHIELDED_CONTROLS = shielded_controls_fn(E.identity_controls_fn, CFG.n_venues)
 
 
@@ -101,7 +100,7 @@ def render(args: argparse.Namespace, rows: list[dict]) -> str:
         f"Command: `python experiments/bench/shield_overhead.py --batches {args.batches} "
         f"--ticks {args.ticks} --chunk {args.chunk} --repeats {args.repeats}`  ",
         f"Machine: {machine()} (CPU shared with other jobs while measured).  ",
-        'Episode as in "Episode throughput" (canonical market, balanced, float32, no telemetry); '
+        'Episode as in "Episode throughput" (canonical market, the main job's default config, float32, no telemetry); '
         "shield on = order shield hook + control-surface clip; calls interleaved off/on, median "
         f"of {args.repeats}. Target: overhead ≤ 15 %.",
         "",
