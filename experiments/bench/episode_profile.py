@@ -21,18 +21,22 @@ import glob
 import gzip
 import json
 import re
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from paraphina_jax.config.defaults import make_config
 from paraphina_jax.sim import episode as E
 from paraphina_jax.sim import episode_step as ES
 from paraphina_jax.sim.types import StaticSimParams
 from paraphina_jax.strategy import tick as TK
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_docs import run_config  # noqa: E402
 
 EPISODE_PARTS = (
     "market_step",
@@ -95,7 +99,7 @@ def profile(
     """`({component path: µs per env-step}, [(kernel, µs per env-step, op_name)])`; `shield`
     plugs in the safety shield (orders and controls) as `shield_overhead.py` does."""
     instrument()
-    cfg = make_config("balanced")
+    cfg = run_config()
     hooks: dict[str, Any] = dict(shield_fn=E.identity_shield, controls_fn=E.identity_controls_fn)
     if shield:
         from safety_shield.controls import shielded_controls_fn

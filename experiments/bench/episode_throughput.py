@@ -150,7 +150,7 @@ def render(args: argparse.Namespace, rows: list[dict], ref: float, mc: list[dict
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}, jax {jax.__version__} "
         f"({jax.default_backend()}); load average at the end {load[0]:.1f} / {load[1]:.1f} / "
-        f"{load[2]:.1f}{' — the CPU was shared with other jobs while measuring' if load[1] > 1.5 else ''}.  ",
+        f"{load[2]:.1f}{' — the CPU was shared with other jobs while measuring' if load[0] > 2.6 else ' (the benchmark alone: its two threads)'}.  ",
         f"Episode: canonical market (vol 0.5/day, A = 20 s⁻¹), the main job's default strategy config "
         "(balanced profile, VOL_TOX_SCALE 50), float32, "
         f"T = {args.ticks} ticks in chunks of {args.chunk}, no telemetry, scan unroll {args.unroll}. "

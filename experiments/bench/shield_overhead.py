@@ -13,6 +13,7 @@ a compiling call. Target: overhead ≤ 15 %. Writes docs/BENCHMARKS.md, section 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -99,8 +100,10 @@ def render(args: argparse.Namespace, rows: list[dict]) -> str:
         "",
         f"Command: `python experiments/bench/shield_overhead.py --batches {args.batches} "
         f"--ticks {args.ticks} --chunk {args.chunk} --repeats {args.repeats}`  ",
-        f"Machine: {machine()} (CPU shared with other jobs while measured).  ",
-        'Episode as in "Episode throughput" (canonical market, the main job's default config, float32, no telemetry); '
+        f"Machine: {machine()}; load average at the end "
+        + " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        + " (the benchmark's own two threads ≈ 2).  ",
+        'Episode as in "Episode throughput" (canonical market, the main job’s default config, float32, no telemetry); '
         "shield on = order shield hook + control-surface clip; calls interleaved off/on, median "
         f"of {args.repeats}. Target: overhead ≤ 15 %.",
         "",
