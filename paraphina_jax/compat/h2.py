@@ -28,6 +28,7 @@ from paraphina_jax.config.types import (
     STATUS_DISABLED,
     StrategyConfig,
 )
+from paraphina_jax.sim.results import update_drawdown
 from paraphina_jax.strategy.accounting import (
     apply_fills,
     block_rounds,
@@ -219,12 +220,9 @@ def _engine(c: _Carry, now: Array, cfg: StrategyConfig) -> StrategyState:
 
 def _close_tick(c: _Carry, c3: _Carry, s3: StrategyState) -> _Carry:
     """The drawdown tracker on the tick's final total PnL, and the tick counter (one run)."""
-    e = s3.daily_pnl_total
-    fin = jnp.isfinite(e)
-    dd_peak = jnp.where(fin, jnp.where(c.dd_init, jnp.maximum(c.dd_peak, e), e), c.dd_peak)
-    dd_max = jnp.where(fin & c.dd_init, jnp.maximum(c.dd_max, dd_peak - e), c.dd_max)
+    dd_init, dd_peak, dd_max = update_drawdown(c.dd_init, c.dd_peak, c.dd_max, s3.daily_pnl_total)
     return c3.replace(
-        state=s3.replace(tick=s3.tick + 1), dd_init=c.dd_init | fin, dd_peak=dd_peak, dd_max=dd_max
+        state=s3.replace(tick=s3.tick + 1), dd_init=dd_init, dd_peak=dd_peak, dd_max=dd_max
     )
 
 

@@ -32,7 +32,7 @@ from flax import struct
 from paraphina_jax.config.types import StrategyConfig
 from paraphina_jax.sim.execution import execute_ioc, fill_quotes, post_only_rejects
 from paraphina_jax.sim.market import initial_market_state, market_step
-from paraphina_jax.sim.results import EpisodeResults, TickRecord
+from paraphina_jax.sim.results import EpisodeResults, TickRecord, update_drawdown
 from paraphina_jax.sim.schedule import ScenarioSchedule, identity_schedule
 from paraphina_jax.sim.types import (
     MarketParams,
@@ -381,10 +381,7 @@ def tick_step(
     for i in range(n):
         fees_sum = fees_sum + fees_v[i]
     rej_v = r1.rejected + r2.rejected + jnp.sum(rej.astype(idt), axis=-1)
-    e = st.daily_pnl_total
-    fin = jnp.isfinite(e)
-    dd_peak = jnp.where(fin, jnp.where(c.dd_init, jnp.maximum(c.dd_peak, e), e), c.dd_peak)
-    dd_max = jnp.where(fin & c.dd_init, jnp.maximum(c.dd_max, dd_peak - e), c.dd_max)
+    dd_init, dd_peak, dd_max = update_drawdown(c.dd_init, c.dd_peak, c.dd_max, st.daily_pnl_total)
     new_kill = st.kill_switch & ~c.strategy.kill_switch
     maker = r1.maker_fills + r2.maker_fills
     taker = r1.taker_fills + r2.taker_fills
@@ -395,7 +392,7 @@ def tick_step(
         cash_usd=c.cash_usd + _fill_cash(fills) - paid_sum,
         fees_usd=c.fees_usd + fees_sum,
         funding_usd=c.funding_usd + paid_sum,
-        dd_init=c.dd_init | fin,
+        dd_init=dd_init,
         dd_peak=dd_peak,
         dd_max=dd_max,
         kill_tick=jnp.where(new_kill, t, c.kill_tick),

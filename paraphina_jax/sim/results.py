@@ -122,3 +122,14 @@ def episode_slice(tree: Any, k: int) -> Any:
     import jax
 
     return jax.tree.map(lambda x: np.asarray(x)[k], tree)
+
+
+def update_drawdown(dd_init: Any, dd_peak: Any, dd_max: Any, total: Any) -> tuple[Any, Any, Any]:
+    """The running max-drawdown tracker on one more total-PnL value (`[]` each, jnp): a non-finite
+    total is skipped; the first finite one sets the peak. Returns `(init, peak, max_drawdown)`."""
+    import jax.numpy as jnp
+
+    fin = jnp.isfinite(total)
+    peak = jnp.where(fin, jnp.where(dd_init, jnp.maximum(dd_peak, total), total), dd_peak)
+    mdd = jnp.where(fin & dd_init, jnp.maximum(dd_max, peak - total), dd_max)
+    return dd_init | fin, peak, mdd
