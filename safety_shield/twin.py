@@ -31,7 +31,6 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from paraphina_jax.config.types import (
     REGIME_NORMAL,
@@ -41,6 +40,7 @@ from paraphina_jax.config.types import (
     StrategyConfig,
 )
 from paraphina_jax.strategy.types import StrategyState, TickOutput
+from paraphina_jax.utils.fusion import materialize_tree
 from safety_shield import reference
 from safety_shield.types import (
     BLOCK_KIND,
@@ -538,37 +538,42 @@ def actions_from_blocks(
 
 def _shield(
     state: StrategyState, out: TickOutput, view: Any, cfg: StrategyConfig
-) -> tuple[TickOutput, Array]:
-    """Shielded actions and the `[7, N]` change words (kill cancels included)."""
+) -> tuple[TickOutput, Array, Array]:
+    """Shielded actions, the `[7, N]` change words and the kill switch's forced cancels
+    `[N, 2]` (bit FORCED_BIT of the place rows, kept apart: only counted)."""
     fdt = state.venues.mid.dtype
-    # The proposed actions and the facts enter as buffers: fused into the block stacks, XLA:CPU
-    # would re-derive the strategy's arithmetic inside the shield's kernels.
-    out, facts = lax.optimization_barrier((out, facts_from_state(state, view, cfg)))
+    # The facts are read by every rule's kernel: computed once (the exposures and the MM slots
+    # would otherwise be re-derived inside each of them).
+    facts = materialize_tree(facts_from_state(state, view, cfg))
     valid, side, size, price = blocks_from_actions(out, fdt)
     c = make_ctx(side, price, cfg, fdt)
     v, s, word = shield_blocks(facts, valid, size, c, cfg)
     new, forced = actions_from_blocks(out, v, s, jnp.where(v, price, 0.0), facts)
-    # the forced cancels [N, 2] as FORCED_BIT on the place rows
-    f = jnp.concatenate(
-        [jnp.zeros((3, v.shape[1]), bool), forced.T, jnp.zeros((2, v.shape[1]), bool)]
-    )
-    return new, word | (f.astype(jnp.int32) << FORCED_BIT)
+    return new, word, forced
+
+
+def _with_forced(counts: Array, forced: Array) -> Array:
+    """Per-rule counts plus the forced cancels, charged to the kill switch."""
+    n_forced = jnp.sum(forced, dtype=jnp.int32)
+    return counts + jnp.where(jnp.arange(N_RULES) == RULE_KILL_SWITCH, n_forced, 0)
 
 
 def shield_actions(
     state: StrategyState, out: TickOutput, view: Any, cfg: StrategyConfig
 ) -> tuple[TickOutput, ShieldRecord]:
     """The whole shield on one environment: `(allowed TickOutput, ShieldRecord)`."""
-    new, word = _shield(state, out, view, cfg)
-    return new, ShieldRecord(interventions=counts_of(word), venue_mask=venue_mask_of(word))
+    new, word, forced = _shield(state, out, view, cfg)
+    mask = venue_mask_of(word)
+    mask = mask.at[RULE_KILL_SWITCH].set(mask[RULE_KILL_SWITCH] | jnp.any(forced, axis=1))
+    return new, ShieldRecord(interventions=_with_forced(counts_of(word), forced), venue_mask=mask)
 
 
 def shield_hook(
     state: StrategyState, out: TickOutput, view: Any, cfg: StrategyConfig
 ) -> tuple[TickOutput, Array]:
     """Episode hook: `(allowed actions, interventions per rule [R] int32)`, one environment."""
-    new, word = _shield(state, out, view, cfg)
-    return new, counts_of(word)
+    new, word, forced = _shield(state, out, view, cfg)
+    return new, _with_forced(counts_of(word), forced)
 
 
 def facts_from_state(state: StrategyState, view: Any, cfg: StrategyConfig) -> ShieldFacts:

@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ticks", type=int, default=16)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--shield", action="store_true", help="with the safety shield plugged in")
+    ap.add_argument("--only", default="", help="list only kernels whose op_name has this text")
     args = ap.parse_args(argv)
     parts, kernels = profile(args.batch, args.ticks, args.shield)
     total = sum(parts.values())
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in parts.items():
         print(f"  {v:6.2f} µs  {100 * v / total:5.1f} %  {k}")
     print(f"top {args.top} kernels:")
+    kernels = [kv for kv in kernels if args.only in kv[2]]
     for k, v, op in kernels[: args.top]:
         print(f"  {v:6.2f} µs  {k:36s} {op[-90:]}")
     return 0

@@ -44,6 +44,7 @@ from paraphina_jax.config import make_config  # noqa: E402
 from paraphina_jax.testing import CASES, NOW_MS, random_controls, random_state, stack  # noqa: E402
 from safety_shield import adversarial  # noqa: E402
 from safety_shield import twin as current  # noqa: E402
+from safety_shield.controls import clip_controls  # noqa: E402
 from safety_shield.types import N_RULES  # noqa: E402
 
 CFG = make_config()
@@ -108,7 +109,7 @@ def make_inputs(n_cases: int, batch: int, seed: int = 0) -> tuple[Any, Any, Any,
 def program(mod: ModuleType, iters: int) -> Any:
     """Jitted scan of `iters` shield steps (hook + controls clip) on the batch."""
     hook = jax.vmap(lambda s, o, v: mod.shield_hook(s, o, v, CFG))
-    clip = jax.vmap(lambda c: mod.clip_controls(c, CFG.n_venues))
+    clip = jax.vmap(lambda c: getattr(mod, "clip_controls", clip_controls)(c, CFG.n_venues))
 
     def run(state: Any, out: Any, view: Any, ctrl: Any) -> Any:
         def body(carry: Any, _: Any) -> Any:

@@ -35,6 +35,7 @@ from paraphina_jax.strategy.types import (
     FillBatch,
     StrategyState,
 )
+from paraphina_jax.utils.fusion import materialize
 
 Array = Any
 
@@ -322,8 +323,9 @@ def _push_markouts(
     for kk in range(ohi.shape[0]):
         ranks.append(jnp.sum(ohi[kk] * run))
         run = run + ohi[kk]
-    rank = jnp.stack(ranks)  # [K]
-    n_new = run  # [N]
+    # read by the ring indices, the heads, counts and sequence numbers: computed once
+    rank = materialize(jnp.stack(ranks))  # [K]
+    n_new = materialize(run)  # [N]
     drop = jnp.maximum(cnt + n_new - m, 0)  # [N]
     valid = jnp.any(oh, axis=1)  # [K]
     tail = jnp.sum(ohi * (v.pm_head + cnt)[None, :], axis=1)  # [K]
@@ -398,7 +400,8 @@ def apply_fills(
         fee_bps=fills.fee_bps.astype(fdt),
     )
     valid = _fill_valid(fills, n)
-    oh = (fills.venue[:, None] == jnp.arange(n)[None, :]) & valid[:, None]  # [K, N]
+    # [K, N] one-hot of each valid fill's venue; read by every part below: computed once
+    oh = materialize((fills.venue[:, None] == jnp.arange(n)[None, :]) & valid[:, None])
     carry0 = (v.position_tao, v.avg_entry_price, state.daily_realised_pnl)
     if rounds is None:
         xs = (oh, fills.side, fills.size, fills.price, fills.fee_bps)
@@ -412,7 +415,8 @@ def apply_fills(
         hit = jnp.zeros_like(v.mm_has)  # [N, 2]: slots holding the order of some fill
         for kk in range(oid.shape[0]):
             hit = hit | (oh[kk][:, None] & (oid[kk] >= 0) & (v.mm_id == oid[kk]))
-        upd["mm_has"] = v.mm_has & ~hit
+        # read by order management, the shield and execution: computed once, not per reader
+        upd["mm_has"] = materialize(v.mm_has & ~hit)
         upd.update(_push_markouts(state, fills, oh, now_ms, cfg))
     return state.replace(
         venues=v.replace(**upd), daily_realised_pnl=realised, daily_pnl_total=total
