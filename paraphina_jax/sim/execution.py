@@ -32,7 +32,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax.numpy as jnp
-from jax import lax
 
 from paraphina_jax.config.types import (
     PURPOSE_EXIT,
@@ -52,6 +51,7 @@ from paraphina_jax.sim.types import (
     StaticSimParams,
 )
 from paraphina_jax.strategy.types import ExitPlan, FillBatch, HedgePlan, OrderPlan
+from paraphina_jax.utils.fusion import materialize_tree
 
 Array = Any
 
@@ -167,7 +167,7 @@ def fill_quotes(
     fill = live & (u < prob) & (size > 0)
     # Materialise the decisions once: without the barrier XLA re-fuses the exponentials into
     # every consumer (each account field, each FillBatch field) and recomputes them.
-    fill, size = lax.optimization_barrier((fill, size))
+    fill, size = materialize_tree((fill, size))
     fee_bps = jnp.broadcast_to((p.maker_fee_bps - p.maker_rebate_bps)[:, None], (n, 2))
 
     side = jnp.broadcast_to(jnp.array([SIDE_BUY, SIDE_SELL], view.tick.dtype), (n, 2))
@@ -197,7 +197,8 @@ def fill_quotes(
         slippage_usd=zf,
         rejected=zi,
     )
-    return mstate.replace(account=acct), fills, report
+    # the account after the passive fills is read by every IOC kernel: computed once
+    return mstate.replace(account=materialize_tree(acct)), fills, report
 
 
 def walk_ladder(
@@ -313,7 +314,7 @@ def execute_ioc(
     filled = jnp.where(fill, filled, 0.0)
     avg = jnp.where(fill, avg, 0.0)
     # Materialise the ladder results once (see fill_quotes).
-    fill, filled, avg, touch_px = lax.optimization_barrier((fill, filled, avg, touch_px))
+    fill, filled, avg, touch_px = materialize_tree((fill, filled, avg, touch_px))
     fee_bps = jnp.broadcast_to(p.taker_fee_bps[None, :], (2, n))
     fee_usd = jnp.where(fill, fee_bps / 1e4 * avg * filled, 0.0)
     slip = jnp.where(fill, jnp.abs(avg - touch_px) * filled, 0.0)

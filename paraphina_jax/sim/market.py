@@ -45,6 +45,7 @@ from paraphina_jax.sim.types import (
     StaticSimParams,
 )
 from paraphina_jax.strategy.types import AccountInputs, BookInputs, FundingInputs, MarketInputs
+from paraphina_jax.utils.fusion import materialize_tree
 
 Array = Any
 
@@ -300,7 +301,7 @@ def market_step(
     )
     # Materialise the tick once: without the barrier XLA re-fuses the price chain (exp, basis,
     # mids) into every downstream consumer (fills, ladder, strategy) and recomputes it there.
-    return lax.optimization_barrier((mstate, inputs, view))
+    return materialize_tree((mstate, inputs, view))
 
 
 def market_path(

@@ -35,7 +35,7 @@ from paraphina_jax.strategy.types import (
     FillBatch,
     StrategyState,
 )
-from paraphina_jax.utils.fusion import materialize
+from paraphina_jax.utils.fusion import materialize, materialize_tree
 
 Array = Any
 
@@ -351,7 +351,7 @@ def _push_markouts(
     }
     # Materialise the indices and values once: fused into the scatter XLA:CPU recomputes the
     # rank chain for every index component.
-    row, slot, values = lax.optimization_barrier((row, slot, values))
+    row, slot, values = materialize_tree((row, slot, values))
     out = {}
     for name in PM_RING_FIELDS:
         a = getattr(v, name)

@@ -25,6 +25,7 @@ from paraphina_jax.config.types import (
 from paraphina_jax.strategy.common import gate_stale_ms
 from paraphina_jax.strategy.targets import funding_rate_for_decision
 from paraphina_jax.strategy.types import ExitPlan, StrategyState
+from paraphina_jax.utils.fusion import materialize_tree
 
 Array = Any
 
@@ -231,13 +232,13 @@ def plan_exits(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> Exit
     cap_p = jnp.where(cand & ~pskip, jnp.fmin(cap, pcap), -one)  # −1 ⇒ never taken
     # Barriers keep XLA from re-fusing (and recomputing) the whole per-venue chain into every
     # consumer of the ranking: 3–4× faster on CPU.
-    rank_in = lax.optimization_barrier(
+    rank_in = materialize_tree(
         (score, reduces, cand, cap_p, px, min_size, step, min_notional, remaining0)
     )
     score_b, reduces_b, cand_b, cap_p, px_b, min_size, step, min_notional, remaining0 = rank_in
-    rank = lax.optimization_barrier(jnp.stack(_greedy_rank(score_b, reduces_b, cand_b)))
+    rank = materialize_tree(jnp.stack(_greedy_rank(score_b, reduces_b, cand_b)))
     is_k = [[rank[i] == k for i in range(n)] for k in range(n)]  # venue i is k-th
-    xs = lax.optimization_barrier(
+    xs = materialize_tree(
         tuple(_by_rank(x, is_k) for x in (cap_p, px_b, min_size, step, min_notional))
     )
 
@@ -250,11 +251,11 @@ def plan_exits(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> Exit
         ok = ok & ~(size < min_size_k) & ~(size * px_k < min_notional_k)
         size = jnp.where(ok, size, zero)
         pos = jnp.where(ok, n_emit, n)
-        carry = lax.optimization_barrier((rem - size, n_emit + ok.astype(jnp.int32)))
+        carry = materialize_tree((rem - size, n_emit + ok.astype(jnp.int32)))
         return carry, (size, pos)
 
     _, (size_k, pos_k) = lax.scan(take, (remaining0, jnp.zeros((), jnp.int32)), xs, unroll=True)
-    size_k, pos_k = lax.optimization_barrier((size_k, pos_k))  # computed once, then permuted
+    size_k, pos_k = materialize_tree((size_k, pos_k))  # computed once, then permuted
     # Back to venue order: venue i takes the result of its rank.
     size_out, order = [], []
     for i in range(n):

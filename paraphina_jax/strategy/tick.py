@@ -44,6 +44,7 @@ from paraphina_jax.strategy.types import (
     VenueOverlay,
 )
 from paraphina_jax.strategy.volatility import update_fair_value_and_vol
+from paraphina_jax.utils.fusion import materialize_tree
 
 
 def apply_funding_update(
@@ -110,20 +111,21 @@ def decide_mm(
     use_clock: bool,
 ) -> tuple[QuoteSet, OrderPlan]:
     """Quotes (§11–12) and the order-management plan against the resting slots (§13)."""
-    quotes = compute_quotes(state, now_ms, controls, cfg, use_clock=use_clock)
-    return quotes, plan_orders(state, quotes, now_ms, cfg)
+    # Each decision is read by several kernels downstream: computed once (utils.fusion).
+    quotes = materialize_tree(compute_quotes(state, now_ms, controls, cfg, use_clock=use_clock))
+    return quotes, materialize_tree(plan_orders(state, quotes, now_ms, cfg))
 
 
 def decide_exits(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> ExitPlan:
     """Cross-venue exit allocation (§14)."""
-    return plan_exits(state, now_ms, cfg)
+    return materialize_tree(plan_exits(state, now_ms, cfg))
 
 
 def decide_hedge(
     state: StrategyState, now_ms: Array, controls: Controls | None, cfg: StrategyConfig
 ) -> HedgePlan:
     """Global hedge plan (§15)."""
-    return plan_hedge(state, now_ms, controls, cfg)
+    return materialize_tree(plan_hedge(state, now_ms, controls, cfg))
 
 
 def kill_best_effort_exit(state: StrategyState, cfg: StrategyConfig) -> ExitPlan:
