@@ -283,6 +283,8 @@ def _account_rounds(
             q, avg, per_venue(fills.side), per_venue(fills.size), per_venue(fills.price),
             per_venue(fills.fee_bps),
         )  # fmt: skip
+        # read by the position, the entry, and each fill's realised PnL: computed once
+        q_new, avg_new, r_v = materialize_tree((q_new, avg_new, r_v))
         q = jnp.where(has, q_new, q)
         avg = jnp.where(has, avg_new, avg)
         for slot in slots:

@@ -182,6 +182,10 @@ def plan_exits(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> Exit
     fee = (c(vt.taker_fee_bps) / 1e4) * px
     base = jnp.where(sell, px - entry_ref, entry_ref - px) - fee - v_buf
     cand = active & gate_ok & ~(must_reduce & ~reduces) & ~(cap <= 0) & (base > thr)
+    # Read by the score, the profit cap and the greedy (many kernels): computed once.
+    px, base, cap, cand, reduces, mid, spr, depth = materialize_tree(
+        (px, base, cap, cand, reduces, mid, spr, depth)
+    )
 
     # Ranking score.
     depth_safe = jnp.where(depth > 0, depth, one)

@@ -36,6 +36,7 @@ from paraphina_jax.config.types import SIDE_BUY, SIDE_SELL, STATUS_DISABLED, Str
 from paraphina_jax.strategy.common import gate_stale_ms
 from paraphina_jax.strategy.targets import funding_rate_for_decision
 from paraphina_jax.strategy.types import Array, Controls, HedgePlan, StrategyState
+from paraphina_jax.utils.fusion import materialize_tree
 
 EIGHT_HOURS_SEC = 8.0 * 60.0 * 60.0
 
@@ -399,6 +400,8 @@ def _greedy(
         found = best_key < inf
         a = jnp.minimum(best_size, rem)
         go = found & (rem > 0) & ~(a < 1e-9)
+        # read by every carry element's update: the selection is computed once per step
+        best, a, go, found = materialize_tree((best, a, go, found))
         pick = [found & (best == i) for i in range(n)]
         alloc = tuple(jnp.where(pick[i] & go, alloc[i] + a, alloc[i]) for i in range(n))
         k = tuple(k[i] + pick[i].astype(k[i].dtype) for i in range(n))
