@@ -198,7 +198,7 @@ def fill_quotes(
         rejected=zi,
     )
     # the account after the passive fills is read by every IOC kernel: computed once
-    return mstate.replace(account=materialize_tree(acct)), fills, report
+    return mstate.replace(account=acct), fills, report
 
 
 def walk_ladder(

@@ -45,7 +45,6 @@ from paraphina_jax.strategy.types import (
     QuoteSet,
     StrategyState,
 )
-from paraphina_jax.utils.fusion import materialize_tree
 
 Array = Any
 
@@ -319,10 +318,6 @@ def compute_quotes(
     r = reservation_prices(state, now_ms, controls, cfg, mid, use_clock)
     bid, ask = snap_quotes(r, delta, mid, spread, cfg)
     e_bid, e_ask = quote_edges(state, bid, ask, c_maker, v_buf, cfg)
-    # Read by every field of the quote set (each its own kernel): computed once (utils.fusion).
-    g0, vgate, mid, spread, delta, r, bid, ask, e_bid, e_ask = materialize_tree(
-        (g0, vgate, mid, spread, delta, r, bid, ask, e_bid, e_ask)
-    )
 
     gate = jnp.where(g0 != GATE_NONE, g0, vgate)
     open_v = gate == GATE_NONE
@@ -334,9 +329,7 @@ def compute_quotes(
 
     sides = []
     for k, (px, edge) in enumerate(((bid, e_bid), (ask, e_ask))):
-        size, sgate = materialize_tree(
-            side_sizes(state, px, edge, edge >= edge_min, k, controls, cfg)
-        )
+        size, sgate = side_sizes(state, px, edge, edge >= edge_min, k, controls, cfg)
         sgate = jnp.where(priced, sgate, gate)
         if stretch:
             scale = controls.spread_scale.astype(fdt)
