@@ -359,10 +359,10 @@ PIPELINE: tuple[tuple[int, Callable[..., Blocks]], ...] = tuple(
 )
 
 
-# Bit e of the change word of an entry: pipeline step e changed it; bit FORCED_BIT: the kill
-# switch cancelled the MM slot's resting order (place rows only). RULE_BITS[r]: rule r's bits.
-FORCED_BIT = len(PIPELINE)
-ENTRY_RULE = np.array([r for r, _ in PIPELINE] + [RULE_KILL_SWITCH])
+# Bit e of the change word of an entry: pipeline step e changed it. RULE_BITS[r]: rule r's bits.
+# (The kill switch's forced cancels of resting orders are counted apart: `_with_forced`.)
+N_STEPS = len(PIPELINE)
+ENTRY_RULE = np.array([r for r, _ in PIPELINE])
 RULE_BITS = np.array([sum(1 << e for e in np.flatnonzero(ENTRY_RULE == r)) for r in range(N_RULES)])
 VALID_BIT = 30  # the entry's validity, carried in the word between stages
 # steps after which the pipeline state is materialised: the next step reads other entries
@@ -373,7 +373,9 @@ BARRIER_AFTER = frozenset({5, 6, 7, 8, 9})
 def materialize(x: Array) -> Array:
     """`x` ([7, N]), computed once into memory. XLA on CPU has no multi-output fusion and
     re-derives a cheap value inside every fused consumer (and every element a consumer reads);
-    a scatter is never fused into its consumers, and this one writes `x[0, 0]` onto itself."""
+    a scatter is never fused into its consumers, and this one writes `x[0, 0]` onto itself.
+    (`paraphina_jax.utils.fusion.materialize`, the engine's boundary, measured no faster here:
+    this boundary also sits after every running-total stage, where a scatter is as cheap.)"""
     return x.at[0, 0].set(x[0, 0])
 
 
@@ -412,7 +414,7 @@ def counts_of(word: Array) -> Array:
     summed over the entries in one reduction, and the fields read back."""
     width = int(word.size).bit_length()
     per_int = 30 // width
-    e_n = FORCED_BIT + 1
+    e_n = N_STEPS
     groups = [range(g, min(g + per_int, e_n)) for g in range(0, e_n, per_int)]
     packed = []
     for grp in groups:
@@ -540,7 +542,7 @@ def _shield(
     state: StrategyState, out: TickOutput, view: Any, cfg: StrategyConfig
 ) -> tuple[TickOutput, Array, Array]:
     """Shielded actions, the `[7, N]` change words and the kill switch's forced cancels
-    `[N, 2]` (bit FORCED_BIT of the place rows, kept apart: only counted)."""
+    `[N, 2]` (resting orders it cancelled; counted by :func:`_with_forced`)."""
     fdt = state.venues.mid.dtype
     # The facts are read by every rule's kernel: computed once (the exposures and the MM slots
     # would otherwise be re-derived inside each of them).

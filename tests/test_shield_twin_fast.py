@@ -26,7 +26,7 @@ def test_shield_block_layout_is_the_flat_layout(n):
 @pytest.mark.parametrize("n", [5, 10])
 def test_shield_packed_counts_equal_plain_counts(n):
     rng = np.random.default_rng(n)
-    e_n = twin.FORCED_BIT + 1
+    e_n = twin.N_STEPS
     for density in (0.0, 0.3, 1.0):
         bits = rng.random((e_n, 7, n)) < density
         word = np.sum(bits.astype(np.int64) << np.arange(e_n)[:, None, None], axis=0)

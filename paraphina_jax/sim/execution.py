@@ -165,8 +165,8 @@ def fill_quotes(
     frac = jnp.where(crossed, 1.0, p.fill_frac_min + (p.fill_frac_max - p.fill_frac_min) * frac_u)
     size = sz * frac
     fill = live & (u < prob) & (size > 0)
-    # Materialise the decisions once: without the barrier XLA re-fuses the exponentials into
-    # every consumer (each account field, each FillBatch field) and recomputes them.
+    # Computed once (utils.fusion): otherwise XLA re-fuses the exponentials into every consumer
+    # (each account field, each FillBatch field) and recomputes them.
     fill, size = materialize_tree((fill, size))
     fee_bps = jnp.broadcast_to((p.maker_fee_bps - p.maker_rebate_bps)[:, None], (n, 2))
 
@@ -197,7 +197,6 @@ def fill_quotes(
         slippage_usd=zf,
         rejected=zi,
     )
-    # the account after the passive fills is read by every IOC kernel: computed once
     return mstate.replace(account=acct), fills, report
 
 

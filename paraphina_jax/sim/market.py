@@ -299,7 +299,7 @@ def market_step(
         tick=t + 1,
         account=acct,
     )
-    # Materialise the tick once: without the barrier XLA re-fuses the price chain (exp, basis,
+    # The tick computed once (utils.fusion): otherwise XLA re-fuses the price chain (exp, basis,
     # mids) into every downstream consumer (fills, ladder, strategy) and recomputes it there.
     return materialize_tree((mstate, inputs, view))
 

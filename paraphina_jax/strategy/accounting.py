@@ -351,8 +351,8 @@ def _push_markouts(
         "pm_mid_at_fill": mid,
         "pm_fill_seq": seq,
     }
-    # Materialise the indices and values once: fused into the scatter XLA:CPU recomputes the
-    # rank chain for every index component.
+    # The indices and values computed once: fused into the scatters, XLA:CPU would recompute
+    # the rank chain for every index component.
     row, slot, values = materialize_tree((row, slot, values))
     out = {}
     for name in PM_RING_FIELDS:

@@ -234,8 +234,8 @@ def plan_exits(state: StrategyState, now_ms: Array, cfg: StrategyConfig) -> Exit
     min_size = jnp.fmax(lot, c(ec.min_intent_size_tao))  # Q < lot or Q < min_intent ⇒ skip
     cand = cand & ~jnp.isnan(score)  # a NaN score cannot be ranked
     cap_p = jnp.where(cand & ~pskip, jnp.fmin(cap, pcap), -one)  # −1 ⇒ never taken
-    # Barriers keep XLA from re-fusing (and recomputing) the whole per-venue chain into every
-    # consumer of the ranking: 3–4× faster on CPU.
+    # Computed once (utils.fusion), so XLA does not re-fuse (and recompute) the whole per-venue
+    # chain into every consumer of the ranking.
     rank_in = materialize_tree(
         (score, reduces, cand, cap_p, px, min_size, step, min_notional, remaining0)
     )
