@@ -1,22 +1,21 @@
 """The shield's JAX twin: the same rules, operations and order as :mod:`safety_shield.reference`.
 
 Pure functions on ONE environment (callers `jax.vmap`); every branch on a traced value is a
-`jnp.where`, so the program has fixed shapes and no host round trips. In float64 the twin takes
-exactly the reference's decisions (masks and counts equal) and the same sizes bit for bit
-(tests/test_shield_properties.py, tests/test_shield_rules.py, experiments/bench/shield_fuzz.py).
+`jnp.where` (or a whole-batch skip, below), so the program has fixed shapes and no host round
+trips. In float64 the twin takes exactly the reference's decisions (masks and counts equal) and
+the same sizes bit for bit (tests/test_shield_properties.py, tests/test_shield_rules.py,
+experiments/bench/shield_fuzz.py).
 
-Speed (experiments/bench/shield_micro.py): the flat `[K]` list (K = 7N, safety_shield/types.py)
-is held as a `[7, N]` block array (`types.block_index`), one row per kind and MM side, so that
-per-venue facts broadcast as `[N]` rows and per-kind constants as static `[7, 1]` columns: no
-gather and no concatenation per rule. The state between rules is `(valid, size)` and a `[7, N]`
-int32 change word (bit e: pipeline step e dropped or resized the entry); prices are never edited
-(read once, zeroed once at the end), sizes of dropped entries are zeroed once at the end (every
-use before is masked by `valid`), and the per-rule counts are one reduction of the words. The
-limit budgets' running totals are explicit sums in layout order on static slices (the
-reference's cumulative sum, addition for addition). XLA on CPU has no multi-output fusion: a
-value read by several fused consumers, or at other entries (running totals), is recomputed in
-each, so the state is materialised (:func:`materialize`) before every rule with running totals
-and at the end; between those points each stage is a few elementwise loops.
+Speed (experiments/bench/shield_micro.py, shield_overhead.py): the rules work on `[7, N]` blocks
+(:mod:`safety_shield.twin_rules`). The state between rules is `(valid, size)` and a `[7, N]`
+int32 change word (bit e: pipeline step e dropped or resized the entry); prices are zeroed once
+at the end, as are the sizes of dropped entries, and the per-rule counts are one reduction of
+the words. XLA on CPU has no multi-output fusion: a value read by several fused consumers, or at
+other entries (running totals), is recomputed in each, so the state is materialised
+(:func:`materialize`) before every rule with running totals and at the end. The rare-event rules
+(liquidation, delta, basis, daily loss) and the counting are skipped for a whole vmapped batch
+when no environment needs them (:func:`paraphina_jax.utils.gate.batch_gate`): a heuristic
+strategy's batch rarely does, so the shield costs it little.
 
 * :func:`shield_hook` — the episode's `shield_fn(state, out, view, cfg) -> (out, counts [R])`;
 * :func:`shield_actions` — the same with the full :class:`~safety_shield.types.ShieldRecord`;
@@ -27,337 +26,56 @@ The control-surface rule (`clip_controls`, `shielded_controls_fn`) is :mod:`safe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from paraphina_jax.config.types import (
-    REGIME_NORMAL,
-    REGIME_WARNING,
-    STATUS_HEALTHY,
-    STATUS_WARNING,
-    StrategyConfig,
-)
+from paraphina_jax.config.types import StrategyConfig
 from paraphina_jax.strategy.types import StrategyState, TickOutput
 from paraphina_jax.utils.fusion import materialize_tree
-from safety_shield import reference
+from paraphina_jax.utils.gate import batch_gate
+from safety_shield.twin_rules import (
+    PIPELINE,
+    Blocks,
+    Ctx,
+    basis_breach,
+    delta_breach,
+    liq_critical,
+    loss_breach,
+    make_ctx,
+    rule_basis_limit,
+    rule_daily_loss,
+    rule_delta_limit,
+    rule_liquidation,
+    to_blocks,
+    to_flat,
+)
 from safety_shield.types import (
-    BLOCK_KIND,
-    BLOCK_MM_SIDE,
     BLOCK_SIDE,
-    IOC_STEP_FLOOR,
-    KIND_EXIT,
-    KIND_HEDGE,
-    KIND_KILL_EXIT,
-    KIND_PLACE,
-    KIND_QUOTE,
-    MM_LOT_FLOOR,
     N_RULES,
     RULE_KILL_SWITCH,
     OrderLayout,
     ShieldFacts,
     ShieldOrders,
     ShieldRecord,
-    block_index,
-    order_layout,
-    tolerances,
 )
 
 Array = Any
 
-# ---------------------------------------------------------------------------------------------
-# Block layout: the flat list as [7, N] (row r, venue v)
-# ---------------------------------------------------------------------------------------------
-
-
-def _col(mask: np.ndarray) -> np.ndarray:
-    """A static per-row `[7]` array as a `[7, 1]` column (broadcasts over venues)."""
-    return np.asarray(mask)[:, None]
-
-
-IS_MM = _col((BLOCK_KIND == KIND_PLACE) | (BLOCK_KIND == KIND_QUOTE))
-IS_KE = _col(BLOCK_KIND == KIND_KILL_EXIT)
-IS_EX = _col(BLOCK_KIND == KIND_EXIT)
-IS_HD = _col(BLOCK_KIND == KIND_HEDGE)
-IS_BUY = _col(BLOCK_MM_SIDE == 0)
-BUDGETED = _col(BLOCK_KIND != KIND_QUOTE)
-
-
-def to_blocks(x: Array, layout: OrderLayout) -> Array:
-    """`[K]` flat → `[7, N]` blocks (standard layout only; not on the episode's path)."""
-    std = order_layout(layout.n)
-    if not all(np.array_equal(getattr(layout, a), getattr(std, a)) for a in ("venue", "kind")):
-        raise ValueError("the twin supports the standard order_layout(n) only")
-    return x[block_index(layout.n)]
-
-
-def to_flat(b: Array) -> Array:
-    """`[7, N]` blocks → `[K]` flat."""
-    return b.reshape(-1)[np.argsort(block_index(b.shape[1]).reshape(-1))]
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers (mirror safety_shield.rules)
-# ---------------------------------------------------------------------------------------------
-
-
-def _venue_stale_ms(cfg: StrategyConfig) -> Array:
-    ov = jnp.asarray(cfg.venues.stale_override_ms)
-    return jnp.where(ov >= 0, ov, jnp.asarray(cfg.book.book_stale_ms, ov.dtype))
-
-
-def venue_blocked(facts: ShieldFacts, cfg: StrategyConfig) -> Array:
-    """[N] bool: disabled / deviation-disabled / toxic / stale / out venues."""
-    status_ok = (facts.status == STATUS_HEALTHY) | (facts.status == STATUS_WARNING)
-    toxic = ~(facts.toxicity < cfg.toxicity.tox_high_threshold)
-    age = facts.mid_age_ms
-    stale = (age < 0) | (age > _venue_stale_ms(cfg).astype(age.dtype))
-    return ~status_ok | facts.dev_disabled | toxic | stale | facts.outage
-
-
-def basis_per_venue(facts: ShieldFacts) -> Array:
-    """[N] b_v = (m_v if present else S) − S."""
-    s = facts.fair_value
-    return jnp.where(facts.has_mid, facts.mid, s) - s
-
-
-def clean_budget(budget: Array, fdt: Any) -> Array:
-    """A budget as used by the budget passes: non-negative, NaN ⇒ 0."""
-    return jnp.fmax(jnp.asarray(budget, fdt), 0.0)
-
-
-def on_grid(s: Array, step: Array, eps: float) -> Array:
-    """Floor to the lot/step grid, keeping sizes already within `eps·step` of a grid point."""
-    g = jnp.floor(s / step + eps) * step
-    return jnp.where(jnp.abs(s - g) <= eps * step, s, g)
-
-
-def excl_by_venue(need: Array) -> Array:
-    """[7, N] → [7, N]: per row, the running total of the earlier venues (exit / hedge caps)."""
-    run = jnp.zeros_like(need[:, 0])
-    cols = []
-    for v in range(need.shape[1]):
-        cols.append(run)
-        run = run + need[:, v]
-    return jnp.stack(cols, axis=1)
-
-
-def excl_by_kind(need: Array) -> Array:
-    """[7, N] → [7, N]: per venue, the running total of the earlier budgeted rows (liquidation
-    budget of that venue: kill exit, exit, hedge, place buy, place sell); quote rows 0."""
-    run = jnp.zeros_like(need[0])
-    rows = []
-    for r in range(5):
-        rows.append(run)
-        run = run + need[r]
-    zero = jnp.zeros_like(run)
-    return jnp.stack(rows + [zero, zero])
-
-
-def excl_global(need: Array) -> Array:
-    """[7, N] → [7, N]: running total of every earlier budgeted entry in layout order (kill
-    exits, exits, hedges venue by venue, then places venue by venue, buy then sell)."""
-    n = need.shape[1]
-    order = [(r, v) for r in range(3) for v in range(n)] + [
-        (r, v) for v in range(n) for r in (3, 4)
-    ]
-    run = jnp.zeros_like(need[0, 0])
-    excl: dict[tuple[int, int], Array] = {}
-    for rv in order:
-        excl[rv] = run
-        run = run + need[rv]
-    zero = jnp.zeros_like(need[0])
-    rows = [jnp.stack([excl[r, v] for v in range(n)]) for r in range(5)]
-    return jnp.stack(rows + [zero, zero])
-
-
-class Ctx(NamedTuple):
-    """Per-environment inputs of the rules, as `[7, N]` blocks or broadcastable rows."""
-
-    side: Array  # [7, N] f  ±1 on well-formed entries
-    side_ok: Array  # [7, N] bool  side code is ±1
-    price: Array  # [7, N] f  limit price (read only)
-    lot: Array  # [N] f
-    step: Array  # [7, N] f  MM rows: max(lot, 1e-9); IOC rows: max(size_step, lot, 1e-12)
-    eps: float  # grid tolerance of the dtype
-    rtol: float  # budget tolerance of the dtype
-
-
-def make_ctx(side: Array, price: Array, cfg: StrategyConfig, fdt: Any) -> Ctx:
-    """The rules' context from the `[7, N]` side codes and prices."""
-    lot = jnp.asarray(cfg.venues.lot_size).astype(fdt)
-    stp = jnp.asarray(cfg.venues.size_step).astype(fdt)
-    mm_step = jnp.fmax(lot, MM_LOT_FLOOR)
-    ioc_step = jnp.fmax(jnp.fmax(stp, lot), IOC_STEP_FLOOR)
-    eps, rtol = tolerances(fdt)
-    return Ctx(
-        side=side.astype(fdt),
-        side_ok=(side == 1) | (side == -1),
-        price=price,
-        lot=lot,
-        step=jnp.where(IS_MM, mm_step, ioc_step),
-        eps=eps,
-        rtol=rtol,
-    )
-
-
-def budget_cut(
-    valid: Array, size: Array, subject: Array, unit: Array | None, excl: Array, b: Array, c: Ctx
-) -> tuple[Array, Array]:
-    """Greedy budget in layout order (see `safety_shield.rules.budget_pass`).
-
-    Args:
-      valid, size: [7, N] current entries; subject: [7, N] bool entries charged to a budget.
-      unit: budget use per TAO (broadcastable to [7, N]); None = 1.
-      excl: [7, N] running total of the earlier subjects' needs of the same budget.
-      b: each entry's budget (broadcastable to [7, N], :func:`clean_budget`).
-    Returns `(valid, size)` with over-budget subjects cut to the remaining budget, floored to
-    their grid, and dropped once nothing is left.
-    """
-    rem = jnp.fmax(b - excl, 0.0)
-    need = size if unit is None else unit * size
-    fits = need <= rem + c.rtol * jnp.fmax(b, 1.0)
-    per = rem if unit is None else rem / jnp.where(unit > 0, unit, 1.0)
-    cut = jnp.floor(per / c.step + c.eps) * c.step
-    size = jnp.where(subject & ~fits, cut, size)
-    return valid & (size > 0.0), size
-
-
-def _need(subject: Array, size: Array, unit: Array | None) -> Array:
-    return jnp.where(subject, size if unit is None else unit * size, 0.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Rules (mirror safety_shield.rules, same names): (facts, valid, size, ctx, cfg) -> (valid, size)
-# on [7, N] blocks; sizes of dropped entries are left as they are.
-# ---------------------------------------------------------------------------------------------
-
-Blocks = tuple[Array, Array]  # (valid [7, N] bool, size [7, N] f)
-
-
-def rule_non_finite(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """Non-finite price/size or a side code other than ±1 ⇒ dropped."""
-    return v & jnp.isfinite(s) & jnp.isfinite(c.price) & c.side_ok, s
-
-
-def rule_kill_switch(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """Kill ⇒ nothing new; one bounded reduce-only kill exit (the first allowed) if enabled."""
-    killed = f.kill_switch
-    v = v & jnp.where(killed, IS_KE, ~IS_KE)
-    ke = v[0] & (c.side[0] * f.position_tao < 0.0) & bool(cfg.flags.kill_best_effort) & killed
-    seen = jnp.zeros_like(ke[0])
-    first = []
-    for i in range(ke.shape[0]):
-        first.append(ke[i] & ~seen)
-        seen = seen | ke[i]
-    first = jnp.stack(first)  # [N]
-    s0 = jnp.where(first, jnp.fmin(s[0], jnp.abs(f.position_tao)), s[0])
-    v0 = first & (s0 > 0.0)
-    return jnp.where(IS_KE, v0, v), jnp.where(IS_KE, s0, s)
-
-
-def rule_hard_limit_quotes(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """HardLimit (or an unknown regime) ⇒ no quotes, no places."""
-    regime_ok = (f.risk_regime == REGIME_NORMAL) | (f.risk_regime == REGIME_WARNING)
-    return v & (regime_ok | ~IS_MM), s
-
-
-def rule_venue_health(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """Nothing new on a disabled / stale / toxic / out venue."""
-    return v & ~venue_blocked(f, cfg), s
-
-
-def rule_passivity(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """Maker orders never cross the true book (buy < ask, sell > bid)."""
-    ask, bid = f.book_ask, f.book_bid
-    passive = jnp.where(
-        IS_BUY, jnp.isfinite(ask) & (c.price < ask), jnp.isfinite(bid) & (c.price > bid)
-    )
-    return v & (passive | ~IS_MM), s
-
-
-def rule_order_size(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """≤ max order size, on the lot/step grid, ≥ lot, price > 0, ≥ min notional."""
-    fdt = s.dtype
-    mx = jnp.asarray(cfg.venues.max_order_size).astype(fdt)
-    mn = jnp.asarray(cfg.venues.min_notional_usd).astype(fdt)
-    s = on_grid(jnp.fmin(s, mx), c.step, c.eps)
-    ok = (s >= c.lot) & (s > 0.0) & (c.price > 0.0) & (s * c.price >= mn)
-    return v & ok, s
-
-
-def rule_ioc_caps(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """Exit and hedge per-venue and per-tick caps."""
-    fdt = s.dtype
-    ex_cap = jnp.asarray(cfg.exit.max_venue_tao_per_tick, fdt)
-    hd_cap = jnp.asarray(cfg.hedge.max_venue_tao_per_tick, fdt)
-    s = jnp.fmin(s, jnp.where(IS_EX, ex_cap, jnp.where(IS_HD, hd_cap, jnp.inf)))
-    v = v & (s > 0.0)
-    b_ex = clean_budget(cfg.exit.max_total_tao_per_tick, fdt)
-    b_hd = clean_budget(cfg.hedge.max_step, fdt)
-    subject = v & (IS_EX | IS_HD)
-    excl = excl_by_venue(_need(subject, s, None))
-    return budget_cut(v, s, subject, None, excl, jnp.where(IS_HD, b_hd, b_ex), c)
-
-
-def rule_liquidation(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """dist_liq ≤ LIQ_CRIT ⇒ only reductions of that venue's position, ≤ |q_v|."""
-    crit = ~(f.dist_liq_sigma > cfg.risk.liq_crit_sigma)  # [N]
-    v = v & ~(crit & ~(c.side * f.position_tao < 0.0))
-    subject = v & crit & BUDGETED
-    excl = excl_by_kind(_need(subject, s, None))
-    b = clean_budget(jnp.abs(f.position_tao), s.dtype)
-    return budget_cut(v, s, subject, None, excl, b, c)
-
-
-def _global_limit(
-    breach: Array, keep: Array, v: Array, s: Array, c: Ctx, unit: Array | None, budget: Array
-) -> Blocks:
-    """A global limit: if `breach`, drop what is not `keep` and share one budget over every
-    budgeted entry (Σ unit·size ≤ budget, greedy in layout order)."""
-    v1 = v & keep
-    subject = v1 & BUDGETED
-    excl = excl_global(_need(subject, s, unit))
-    v1, s1 = budget_cut(v1, s, subject, unit, excl, budget, c)
-    return jnp.where(breach, v1, v), jnp.where(breach, s1, s)
-
-
-def rule_delta_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """|Δ$| ≥ L_delta ⇒ nothing adding to the delta; reductions ≤ the position."""
-    fdt = s.dtype
-    dd = f.dollar_delta_usd
-    breach = ~(jnp.abs(dd) < f.delta_limit_usd)
-    d = jnp.where(dd < 0, -1.0, 1.0).astype(fdt)
-    budget = clean_budget(d * f.q_global_tao, fdt)
-    return _global_limit(breach, c.side * d < 0.0, v, s, c, None, budget)
-
-
-def rule_basis_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """|B| ≥ B_hard ⇒ nothing growing |B|; reductions move B by ≤ |B|."""
-    fdt = s.dtype
-    bb = f.basis_usd
-    breach = ~(jnp.abs(bb) < f.basis_limit_hard_usd)
-    d = jnp.where(bb < 0, -1.0, 1.0).astype(fdt)
-    b = basis_per_venue(f)  # [N]
-    budget = clean_budget(jnp.abs(bb), fdt)
-    return _global_limit(breach, d * c.side * b <= 0.0, v, s, c, jnp.abs(b), budget)
-
-
-def rule_daily_loss(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
-    """Loss limit hit ⇒ only orders reducing |q_t|, together ≤ |q_t|."""
-    fdt = s.dtype
-    breach = ~(f.daily_pnl_total > -abs(cfg.risk.daily_loss_limit))
-    qt = f.q_global_tao
-    budget = clean_budget(jnp.abs(qt), fdt)
-    return _global_limit(breach, c.side * qt < 0.0, v, s, c, None, budget)
-
-
-# (rule index, rule function): the reference's pipeline, rule for rule (same names)
-PIPELINE: tuple[tuple[int, Callable[..., Blocks]], ...] = tuple(
-    (r, globals()[fn.__name__]) for r, fn in reference.PIPELINE
-)
-
+__all__ = [
+    "PIPELINE",
+    "counts_of",
+    "counts_if_any",
+    "facts_from_state",
+    "shield_actions",
+    "shield_blocks",
+    "shield_hook",
+    "shield_orders",
+    "to_blocks",
+    "to_flat",
+    "venue_mask_of",
+]
 
 # Bit e of the change word of an entry: pipeline step e changed it. RULE_BITS[r]: rule r's bits.
 # (The kill switch's forced cancels of resting orders are counted apart: `_with_forced`.)
@@ -367,7 +85,7 @@ RULE_BITS = np.array([sum(1 << e for e in np.flatnonzero(ENTRY_RULE == r)) for r
 VALID_BIT = 30  # the entry's validity, carried in the word between stages
 # steps after which the pipeline state is materialised: the next step reads other entries
 # (running totals), which would otherwise re-derive the whole state per read
-BARRIER_AFTER = frozenset({5, 6, 7, 8, 9})
+BARRIER_AFTER = frozenset({5, 6})
 
 
 def materialize(x: Array) -> Array:
@@ -388,6 +106,47 @@ def _unpack(size: Array, w: Array) -> tuple[Array, Array, Array]:
     return ((w >> VALID_BIT) & 1) == 1, size, w & ~(1 << VALID_BIT)
 
 
+def _step(e: int, fn: Callable[..., Blocks], consts: Any, carry: Any) -> tuple[Array, Array, Array]:
+    """Pipeline step `e`: the rule, and its bit in the change words of the entries it changed."""
+    facts, c, cfg = consts
+    valid, size, word = carry
+    v, s = fn(facts, valid, size, c, cfg)
+    ch = valid & ~v if s is size else (valid & ~v) | (v & (s != size))
+    return v, s, word | (ch.astype(jnp.int32) << e)
+
+
+# The rare-event rules (liquidation, delta, basis, daily loss: consecutive pipeline steps) run as
+# one stage that is skipped for a whole vmapped batch when no environment can be changed by
+# them (`paraphina_jax.utils.gate.batch_gate`). The predicate, taken on the state before the
+# stage, is a sufficient condition for "one of them may change an entry": where it is false
+# every one of them is the identity bit for bit — no breach ⇒ `_global_limit` returns its
+# inputs; no valid entry on a critical venue ⇒ the liquidation rule drops and cuts nothing; the
+# budget cut keeps `valid & size > 0`, and every valid entry reaching the stage has size > 0
+# (else the predicate is true). Validity only ever decreases along the pipeline, so "some valid
+# entry" before the stage covers every later step of it.
+RARE_RULES = (rule_liquidation, rule_delta_limit, rule_basis_limit, rule_daily_loss)
+RARE_STEPS = tuple(e for e, (_, fn) in enumerate(PIPELINE) if fn in RARE_RULES)
+assert RARE_STEPS == tuple(range(RARE_STEPS[0], RARE_STEPS[0] + len(RARE_RULES)))
+
+
+def rare_stage_needed(f: ShieldFacts, v: Array, s: Array, cfg: Any) -> Array:
+    """[] bool: the rare-event stage may change an entry of this environment."""
+    crit = liq_critical(f, cfg)[None, :]
+    breach = delta_breach(f, cfg) | basis_breach(f, cfg) | loss_breach(f, cfg)
+    return jnp.any(v & (crit | ~(s > 0.0) | breach))
+
+
+def _rare_stage(consts: Any, carry: Any) -> tuple[Array, Array, Array]:
+    for e in RARE_STEPS:
+        carry = _step(e, PIPELINE[e][1], consts, carry)
+        if e != RARE_STEPS[-1]:  # the next rule reads running totals over the entries
+            carry = _unpack(*_pack(*carry))
+    return carry
+
+
+_rare_gated = batch_gate(_rare_stage)
+
+
 def shield_blocks(
     facts: ShieldFacts, valid: Array, size: Array, c: Ctx, cfg: StrategyConfig
 ) -> tuple[Array, Array, Array]:
@@ -396,14 +155,17 @@ def shield_blocks(
     Returns `(valid [7, N], size [7, N] (0 where dropped), word [7, N] int32)`: bit e of an
     entry's change word is set when pipeline step e dropped or resized it.
     """
-    word = jnp.zeros(valid.shape, jnp.int32)
+    carry = (valid, size, jnp.zeros(valid.shape, jnp.int32))
+    consts = (facts, c, cfg)
     for e, (_, fn) in enumerate(PIPELINE):
-        v, s = fn(facts, valid, size, c, cfg)
-        ch = valid & ~v if s is size else (valid & ~v) | (v & (s != size))
-        word = word | (ch.astype(jnp.int32) << e)
-        valid, size = v, s
+        if e == RARE_STEPS[0]:
+            need = rare_stage_needed(facts, carry[0], carry[1], cfg)
+            carry = _rare_gated(need, consts, carry)
+        elif e not in RARE_STEPS:
+            carry = _step(e, fn, consts, carry)
         if e in BARRIER_AFTER:
-            valid, size, word = _unpack(*_pack(valid, size, word))
+            carry = _unpack(*_pack(*carry))
+    valid, size, word = carry
     return _unpack(*_pack(valid, jnp.where(valid, size, 0.0), word))
 
 
@@ -429,6 +191,15 @@ def counts_of(word: Array) -> Array:
         sum((per[e] for e in np.flatnonzero(ENTRY_RULE == r)), jnp.int32(0)) for r in range(N_RULES)
     ]
     return jnp.stack(by_rule).astype(jnp.int32)
+
+
+_counts_gated = batch_gate(lambda word, zero: counts_of(word))
+
+
+def counts_if_any(word: Array) -> Array:
+    """:func:`counts_of`, skipped for a whole vmapped batch whose change words are all 0 (the
+    usual case for a well-behaved decision-maker): the counts are then 0."""
+    return _counts_gated(jnp.any(word != 0), word, jnp.zeros(N_RULES, jnp.int32))
 
 
 def venue_mask_of(word: Array) -> Array:
@@ -575,7 +346,7 @@ def shield_hook(
 ) -> tuple[TickOutput, Array]:
     """Episode hook: `(allowed actions, interventions per rule [R] int32)`, one environment."""
     new, word, forced = _shield(state, out, view, cfg)
-    return new, _with_forced(counts_of(word), forced)
+    return new, _with_forced(counts_if_any(word), forced)
 
 
 def facts_from_state(state: StrategyState, view: Any, cfg: StrategyConfig) -> ShieldFacts:

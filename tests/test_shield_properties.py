@@ -228,3 +228,39 @@ def test_shield_hook_signature_matches_episode(seed):
     assert shape[1].shape == (N_RULES,) and shape[1].dtype == jnp.int32
     assert jax.tree.structure(shape[0]) == jax.tree.structure(out)
     assert np.array_equal(np.asarray(tw_rec.interventions), counts)
+
+
+def _benign(state):
+    """No limit near breach, no venue near liquidation: the rare-event rules have nothing to do."""
+    return state.replace(
+        venues=state.venues.replace(dist_liq_sigma=np.full_like(state.venues.dist_liq_sigma, 1e3)),
+        delta_limit_usd=np.float64(1e15),
+        basis_limit_hard_usd=np.float64(1e15),
+        daily_pnl_total=np.float64(0.0),
+    )
+
+
+@pytest.mark.parametrize("hostile", [0, 1])
+def test_shield_batch_gated_stages_equal_reference(hostile):
+    """The rare-event stage and the counting are skipped for a whole vmapped batch when no
+    environment needs them; with none (all benign) or one hostile environment in the batch,
+    the vmapped twin equals the reference on every environment, counts included."""
+    cases = []
+    for i in range(6):
+        state, view, out = make_case(300 + i, CASES[i % len(CASES)], reckless=i % 2 == 0)
+        cases.append((_benign(state), view, out))
+    if hostile:
+        cases[3] = make_case(399, "random", reckless=True, breach=True)
+    stack = lambda xs: jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *xs)  # noqa: E731
+    states, views, outs = (stack([c[k] for c in cases]) for k in (0, 1, 2))
+    ref_out, ref_rec = reference.shield_actions(states, outs, views, CFG)
+    rare = [
+        RULE_NAMES.index(n) for n in ("liquidation", "delta_limit", "basis_limit", "daily_loss")
+    ]
+    assert (ref_rec.interventions[:, rare].sum() > 0) == bool(hostile)
+    with enable_x64():
+        args = [jax.tree.map(jnp.asarray, t) for t in (states, outs, views)]
+        hook = jax.jit(jax.vmap(lambda s, o, v: twin.shield_hook(s, o, v, CFG)))
+        tw_out, tw_counts = jax.tree.map(np.asarray, hook(*args))
+    assert_trees_equal(ref_out, tw_out)
+    assert np.array_equal(ref_rec.interventions, tw_counts)

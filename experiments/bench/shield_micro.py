@@ -8,7 +8,8 @@ Inputs: `--cases` distinct hostile environments (random strategy states from
 `safety_shield.adversarial`, a third with every limit breached, random controls), tiled to
 `--batch` and converted to float32 / int32 (the episode's dtypes). Each timed program is one
 jitted `lax.scan` of `--iters` steps whose carry is the shielded `TickOutput` and the clipped
-`Controls` (each step shields the previous step's output, so nothing can be hoisted), running
+`Controls` (each step shields the previous step's output, and the state is threaded through
+the loop, so nothing can be hoisted out of it), running
 `jax.vmap(shield_hook)` and `jax.vmap(clip_controls)` per step and summing the counts. The
 baseline is another copy of `safety_shield/twin.py` (a file, or `git show REV:...`), loaded as
 its own module; both programs are timed in the same process, interleaved, for `--rounds` rounds
@@ -113,14 +114,18 @@ def program(mod: ModuleType, iters: int) -> Any:
 
     def run(state: Any, out: Any, view: Any, ctrl: Any) -> Any:
         def body(carry: Any, _: Any) -> Any:
-            o, c, tot = carry
-            o, counts = hook(state, o, view)
+            o, c, tot, st = carry
+            o, counts = hook(st, o, view)
             c, rec = clip(c)
             tot = tot + jnp.sum(counts, 0) + jnp.sum(rec.interventions, 0)
-            return (o, c, tot), None
+            # the state depends on the loop (by `+ 0·counts`, which XLA cannot fold for
+            # floats), so the facts are derived every step as in an episode, not hoisted
+            zero = (tot[0] * 0).astype(st.daily_pnl_total.dtype) * 0.0
+            st = st.replace(daily_pnl_total=st.daily_pnl_total + zero)
+            return (o, c, tot, st), None
 
         tot0 = jnp.zeros((N_RULES,), jnp.int32)
-        (o, c, tot), _ = jax.lax.scan(body, (out, ctrl, tot0), None, length=iters)
+        (o, c, tot, _), _ = jax.lax.scan(body, (out, ctrl, tot0, state), None, length=iters)
         return o, c, tot
 
     return jax.jit(run)
