@@ -39,10 +39,11 @@ from safety_shield.twin_rules import (
     PIPELINE,
     Blocks,
     Ctx,
-    basis_breach,
-    delta_breach,
+    basis_terms,
+    delta_terms,
+    global_limit_may_change,
     liq_critical,
-    loss_breach,
+    loss_terms,
     make_ctx,
     rule_basis_limit,
     rule_daily_loss,
@@ -119,21 +120,26 @@ def _step(e: int, fn: Callable[..., Blocks], consts: Any, carry: Any) -> tuple[A
 # one stage that is skipped for a whole vmapped batch when no environment can be changed by
 # them (`paraphina_jax.utils.gate.batch_gate`). The predicate, taken on the state before the
 # stage, is a sufficient condition for "one of them may change an entry": where it is false
-# every one of them is the identity bit for bit — no breach ⇒ `_global_limit` returns its
-# inputs; no valid entry on a critical venue ⇒ the liquidation rule drops and cuts nothing; the
-# budget cut keeps `valid & size > 0`, and every valid entry reaching the stage has size > 0
-# (else the predicate is true). Validity only ever decreases along the pipeline, so "some valid
-# entry" before the stage covers every later step of it.
+# every one of them is the identity bit for bit — no valid entry on a critical venue ⇒ the
+# liquidation rule drops and cuts nothing; a global limit that is not breached returns its
+# inputs, and a breached one with every valid entry kept and the budgeted needs' total below
+# the budget (`global_limit_may_change`) drops and cuts nothing; the budget cuts keep
+# `valid & size > 0`, and every valid entry reaching the stage has size > 0 (else the
+# predicate is true). Each rule then hands the same state to the next, so the predicates,
+# taken on the state before the stage, cover every step of it.
 RARE_RULES = (rule_liquidation, rule_delta_limit, rule_basis_limit, rule_daily_loss)
 RARE_STEPS = tuple(e for e, (_, fn) in enumerate(PIPELINE) if fn in RARE_RULES)
 assert RARE_STEPS == tuple(range(RARE_STEPS[0], RARE_STEPS[0] + len(RARE_RULES)))
 
 
-def rare_stage_needed(f: ShieldFacts, v: Array, s: Array, cfg: Any) -> Array:
-    """[] bool: the rare-event stage may change an entry of this environment."""
+def rare_stage_needed(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Array:
+    """[] bool: the rare-event stage may change an entry of this environment (a valid entry on
+    a critical venue or of size ≤ 0, or a global limit that may change one)."""
     crit = liq_critical(f, cfg)[None, :]
-    breach = delta_breach(f, cfg) | basis_breach(f, cfg) | loss_breach(f, cfg)
-    return jnp.any(v & (crit | ~(s > 0.0) | breach))
+    may = jnp.any(v & (crit | ~(s > 0.0)))
+    for terms in (delta_terms, basis_terms, loss_terms):
+        may = may | global_limit_may_change(terms(f, c, cfg), v, s)
+    return may
 
 
 def _rare_stage(consts: Any, carry: Any) -> tuple[Array, Array, Array]:
@@ -159,7 +165,7 @@ def shield_blocks(
     consts = (facts, c, cfg)
     for e, (_, fn) in enumerate(PIPELINE):
         if e == RARE_STEPS[0]:
-            need = rare_stage_needed(facts, carry[0], carry[1], cfg)
+            need = rare_stage_needed(facts, carry[0], carry[1], c, cfg)
             carry = _rare_gated(need, consts, carry)
         elif e not in RARE_STEPS:
             carry = _step(e, fn, consts, carry)

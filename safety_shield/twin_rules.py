@@ -310,46 +310,77 @@ def rule_liquidation(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Bl
     return budget_cut(v, s, subject, None, excl, b, c)
 
 
-def _global_limit(
-    breach: Array, keep: Array, v: Array, s: Array, c: Ctx, unit: Array | None, budget: Array
-) -> Blocks:
-    """A global limit: if `breach`, drop what is not `keep` and share one budget over every
+class GlobalLimit(NamedTuple):
+    """One global limit's terms for an environment (delta, basis or daily loss)."""
+
+    breach: Array  # [] bool
+    keep: Array  # [7, N] bool  entries allowed under the breach (reductions)
+    unit: Array | None  # budget use per TAO (broadcastable to [7, N]); None = 1
+    budget: Array  # [] f  (clean_budget)
+
+
+def delta_terms(f: ShieldFacts, c: Ctx, cfg: Any) -> GlobalLimit:
+    """|Δ$| ≥ L_delta ⇒ nothing adding to the delta; reductions ≤ the position."""
+    fdt = c.price.dtype
+    d = jnp.where(f.dollar_delta_usd < 0, -1.0, 1.0).astype(fdt)
+    budget = clean_budget(d * f.q_global_tao, fdt)
+    return GlobalLimit(delta_breach(f, cfg), c.side * d < 0.0, None, budget)
+
+
+def basis_terms(f: ShieldFacts, c: Ctx, cfg: Any) -> GlobalLimit:
+    """|B| ≥ B_hard ⇒ nothing growing |B|; reductions move B by ≤ |B|."""
+    fdt = c.price.dtype
+    bb = f.basis_usd
+    d = jnp.where(bb < 0, -1.0, 1.0).astype(fdt)
+    b = basis_per_venue(f)  # [N]
+    budget = clean_budget(jnp.abs(bb), fdt)
+    return GlobalLimit(basis_breach(f, cfg), d * c.side * b <= 0.0, jnp.abs(b), budget)
+
+
+def loss_terms(f: ShieldFacts, c: Ctx, cfg: Any) -> GlobalLimit:
+    """Loss limit hit ⇒ only orders reducing |q_t|, together ≤ |q_t|."""
+    fdt = c.price.dtype
+    qt = f.q_global_tao
+    budget = clean_budget(jnp.abs(qt), fdt)
+    return GlobalLimit(loss_breach(f, cfg), c.side * qt < 0.0, None, budget)
+
+
+def _global_limit(g: GlobalLimit, v: Array, s: Array, c: Ctx) -> Blocks:
+    """A global limit: if breached, drop what is not `keep` and share one budget over every
     budgeted entry (Σ unit·size ≤ budget, greedy in layout order)."""
-    v1 = v & keep
+    v1 = v & g.keep
     subject = v1 & BUDGETED
-    excl = excl_global(_need(subject, s, unit))
-    v1, s1 = budget_cut(v1, s, subject, unit, excl, budget, c)
-    return jnp.where(breach, v1, v), jnp.where(breach, s1, s)
+    excl = excl_global(_need(subject, s, g.unit))
+    v1, s1 = budget_cut(v1, s, subject, g.unit, excl, g.budget, c)
+    return jnp.where(g.breach, v1, v), jnp.where(g.breach, s1, s)
+
+
+def global_limit_may_change(g: GlobalLimit, v: Array, s: Array) -> Array:
+    """[] bool, a sufficient condition for `_global_limit` to change an entry: breached, with a
+    valid entry that is not kept, or of size ≤ 0 (or NaN), or budgeted needs that may not all
+    fit. Their total (any summation order) at most `budget − margin` ⇒ every greedy running
+    total plus its need stays below the budget despite rounding (margin ≫ K·ulp·budget), so
+    nothing is cut."""
+    tiny = 1e-12 if s.dtype == np.float64 else 1e-4
+    need = _need(v & BUDGETED, s, g.unit)
+    total = jnp.sum(need)
+    over = ~(total <= g.budget - tiny * jnp.fmax(g.budget, 1.0))
+    return g.breach & jnp.any(v) & (jnp.any(v & (~g.keep | ~(s > 0.0))) | over)
 
 
 def rule_delta_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
     """|Δ$| ≥ L_delta ⇒ nothing adding to the delta; reductions ≤ the position."""
-    fdt = s.dtype
-    dd = f.dollar_delta_usd
-    breach = delta_breach(f, cfg)
-    d = jnp.where(dd < 0, -1.0, 1.0).astype(fdt)
-    budget = clean_budget(d * f.q_global_tao, fdt)
-    return _global_limit(breach, c.side * d < 0.0, v, s, c, None, budget)
+    return _global_limit(delta_terms(f, c, cfg), v, s, c)
 
 
 def rule_basis_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
     """|B| ≥ B_hard ⇒ nothing growing |B|; reductions move B by ≤ |B|."""
-    fdt = s.dtype
-    bb = f.basis_usd
-    breach = basis_breach(f, cfg)
-    d = jnp.where(bb < 0, -1.0, 1.0).astype(fdt)
-    b = basis_per_venue(f)  # [N]
-    budget = clean_budget(jnp.abs(bb), fdt)
-    return _global_limit(breach, d * c.side * b <= 0.0, v, s, c, jnp.abs(b), budget)
+    return _global_limit(basis_terms(f, c, cfg), v, s, c)
 
 
 def rule_daily_loss(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
     """Loss limit hit ⇒ only orders reducing |q_t|, together ≤ |q_t|."""
-    fdt = s.dtype
-    breach = loss_breach(f, cfg)
-    qt = f.q_global_tao
-    budget = clean_budget(jnp.abs(qt), fdt)
-    return _global_limit(breach, c.side * qt < 0.0, v, s, c, None, budget)
+    return _global_limit(loss_terms(f, c, cfg), v, s, c)
 
 
 # (rule index, rule function): the reference's pipeline, rule for rule (same names)

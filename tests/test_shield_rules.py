@@ -342,3 +342,35 @@ def test_shield_checker_flags_each_rule():
     found = {r for _, r in checks.violations_one(f, o, LAY, CFG)}
     assert {RULE_NON_FINITE, RULE_KILL_SWITCH, RULE_PASSIVITY, RULE_ORDER_SIZE} <= found
     assert RULE_IOC_CAPS in found
+
+
+@pytest.mark.parametrize(
+    "limit,rule",
+    [
+        (dict(delta_limit_usd=np.float64(80.0)), RULE_DELTA_LIMIT),
+        (dict(daily_pnl_total=np.float64(-5000.0)), RULE_DAILY_LOSS),
+    ],
+)
+def test_shield_rule_global_limit_cuts_reductions_only(limit, rule):
+    """Breached, every order a reduction: only the budget (|q_t| = 1) cuts; the twin's
+    whole-batch skip of the rare-event rules must not skip this."""
+    o = orders((KIND_EXIT, 0, -1, 0.7, 99.9), (KIND_HEDGE, 1, -1, 0.7, 99.9))
+    out, rec = run(facts(**limit), o)
+    only(rec, rule, 1)
+    assert out.size[slot(KIND_HEDGE, 1)] == pytest.approx(0.3)
+    # within the budget: untouched
+    out, rec = run(facts(**limit), orders((KIND_EXIT, 0, -1, 0.5, 99.9)))
+    only(rec, rule, 0)
+
+
+def test_shield_rule_basis_limit_cuts_reductions_only():
+    f = facts(
+        mid=np.array([100.0, 100.0, 101.0, 99.0, 100.0]),
+        basis_usd=np.float64(1.5),
+        basis_limit_hard_usd=np.float64(1.0),
+    )
+    # sells on the rich venue: each moves B by −1 per TAO; together 2 > |B| = 1.5
+    o = orders((KIND_EXIT, 2, -1, 1.0, 100.9), (KIND_HEDGE, 2, -1, 1.0, 100.9))
+    out, rec = run(f, o)
+    only(rec, RULE_BASIS_LIMIT, 1)
+    assert out.size[slot(KIND_HEDGE, 2)] == pytest.approx(0.5)

@@ -7,7 +7,8 @@ batch, calls interleaved (off, on, off, on, …) so both see the same machine lo
 "on" = `shield_fn=safety_shield.twin.shield_hook` (orders) and the control-surface clip
 (`shielded_controls_fn` around the identity controls): the shield acting twice per tick as in
 ARCHITECTURE.md. env-steps/s = B·T / wall (float32, no telemetry), median of the repeats after
-a compiling call. Target: overhead ≤ 15 %. Writes docs/BENCHMARKS.md, section "Shield overhead".
+a compiling call; overhead = 1 − median over the (off, on) pairs of off wall / on wall.
+Target: overhead ≤ 15 %. Writes docs/BENCHMARKS.md, section "Shield overhead".
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             compile_off=max(first[False] - med[False], 0.0),
             compile_on=max(first[True] - med[True], 0.0),
         )
-        row["overhead"] = 1.0 - row["on"] / row["off"]
+        # paired: each on-call against the off-call just before it (slow drifts of the machine's
+        # load cancel), median over the pairs
+        pairs = [off / on for off, on in zip(walls[False], walls[True], strict=True)]
+        row["overhead"] = 1.0 - statistics.median(pairs)
         row["interventions"] = LAST["interventions"]
         row["steps"] = int(LAST["steps"])
         rows.append(row)
@@ -104,8 +108,9 @@ def render(args: argparse.Namespace, rows: list[dict]) -> str:
         + " / ".join(f"{x:.1f}" for x in os.getloadavg())
         + " (the benchmark's own two threads ≈ 2).  ",
         'Episode as in "Episode throughput" (canonical market, the main job’s default config, float32, no telemetry); '
-        "shield on = order shield hook + control-surface clip; calls interleaved off/on, median "
-        f"of {args.repeats}. Target: overhead ≤ 15 %.",
+        "shield on = order shield hook + control-surface clip; calls interleaved off/on; "
+        f"env-steps/s are medians of {args.repeats} calls, the overhead is 1 − the median over the "
+        "pairs of (off wall / on wall). Target: overhead ≤ 15 %.",
         "",
         "| B | off (env-steps/s) | on (env-steps/s) | overhead | compile off (s) | compile on (s) |",
         "|---|---|---|---|---|---|",
