@@ -1,7 +1,7 @@
 """The shield's JAX twin: the same rules, operations and order as :mod:`safety_shield.reference`.
 
 Pure functions on ONE environment (callers `jax.vmap`); every branch on a traced value is a
-`jnp.where` (or a whole-batch skip, below), so the program has fixed shapes and no host round
+`jnp.where`, so the program has fixed shapes and no host round
 trips. In float64 the twin takes exactly the reference's decisions (masks and counts equal) and
 the same sizes bit for bit (tests/test_shield_properties.py, tests/test_shield_rules.py,
 experiments/bench/shield_fuzz.py).
@@ -12,10 +12,7 @@ int32 change word (bit e: pipeline step e dropped or resized the entry); prices 
 at the end, as are the sizes of dropped entries, and the per-rule counts are one reduction of
 the words. XLA on CPU has no multi-output fusion: a value read by several fused consumers, or at
 other entries (running totals), is recomputed in each, so the state is materialised
-(:func:`materialize`) before every rule with running totals and at the end. The rare-event rules
-(liquidation, delta, basis, daily loss) and the counting are skipped for a whole vmapped batch
-when no environment needs them (:func:`paraphina_jax.utils.gate.batch_gate`): a heuristic
-strategy's batch rarely does, so the shield costs it little.
+(:func:`materialize`) before every rule with running totals and at the end.
 
 * :func:`shield_hook` — the episode's `shield_fn(state, out, view, cfg) -> (out, counts [R])`;
 * :func:`shield_actions` — the same with the full :class:`~safety_shield.types.ShieldRecord`;
@@ -34,21 +31,11 @@ import numpy as np
 from paraphina_jax.config.types import StrategyConfig
 from paraphina_jax.strategy.types import StrategyState, TickOutput
 from paraphina_jax.utils.fusion import materialize_tree
-from paraphina_jax.utils.gate import batch_gate
 from safety_shield.twin_rules import (
     PIPELINE,
     Blocks,
     Ctx,
-    basis_terms,
-    delta_terms,
-    global_limit_may_change,
-    liq_critical,
-    loss_terms,
     make_ctx,
-    rule_basis_limit,
-    rule_daily_loss,
-    rule_delta_limit,
-    rule_liquidation,
     to_blocks,
     to_flat,
 )
@@ -67,7 +54,6 @@ Array = Any
 __all__ = [
     "PIPELINE",
     "counts_of",
-    "counts_if_any",
     "facts_from_state",
     "shield_actions",
     "shield_blocks",
@@ -86,7 +72,7 @@ RULE_BITS = np.array([sum(1 << e for e in np.flatnonzero(ENTRY_RULE == r)) for r
 VALID_BIT = 30  # the entry's validity, carried in the word between stages
 # steps after which the pipeline state is materialised: the next step reads other entries
 # (running totals), which would otherwise re-derive the whole state per read
-BARRIER_AFTER = frozenset({5, 6})
+BARRIER_AFTER = frozenset({5, 6, 7, 8, 9})
 
 
 def materialize(x: Array) -> Array:
@@ -116,43 +102,6 @@ def _step(e: int, fn: Callable[..., Blocks], consts: Any, carry: Any) -> tuple[A
     return v, s, word | (ch.astype(jnp.int32) << e)
 
 
-# The rare-event rules (liquidation, delta, basis, daily loss: consecutive pipeline steps) run as
-# one stage that is skipped for a whole vmapped batch when no environment can be changed by
-# them (`paraphina_jax.utils.gate.batch_gate`). The predicate, taken on the state before the
-# stage, is a sufficient condition for "one of them may change an entry": where it is false
-# every one of them is the identity bit for bit — no valid entry on a critical venue ⇒ the
-# liquidation rule drops and cuts nothing; a global limit that is not breached returns its
-# inputs, and a breached one with every valid entry kept and the budgeted needs' total below
-# the budget (`global_limit_may_change`) drops and cuts nothing; the budget cuts keep
-# `valid & size > 0`, and every valid entry reaching the stage has size > 0 (else the
-# predicate is true). Each rule then hands the same state to the next, so the predicates,
-# taken on the state before the stage, cover every step of it.
-RARE_RULES = (rule_liquidation, rule_delta_limit, rule_basis_limit, rule_daily_loss)
-RARE_STEPS = tuple(e for e, (_, fn) in enumerate(PIPELINE) if fn in RARE_RULES)
-assert RARE_STEPS == tuple(range(RARE_STEPS[0], RARE_STEPS[0] + len(RARE_RULES)))
-
-
-def rare_stage_needed(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Array:
-    """[] bool: the rare-event stage may change an entry of this environment (a valid entry on
-    a critical venue or of size ≤ 0, or a global limit that may change one)."""
-    crit = liq_critical(f, cfg)[None, :]
-    may = jnp.any(v & (crit | ~(s > 0.0)))
-    for terms in (delta_terms, basis_terms, loss_terms):
-        may = may | global_limit_may_change(terms(f, c, cfg), v, s)
-    return may
-
-
-def _rare_stage(consts: Any, carry: Any) -> tuple[Array, Array, Array]:
-    for e in RARE_STEPS:
-        carry = _step(e, PIPELINE[e][1], consts, carry)
-        if e != RARE_STEPS[-1]:  # the next rule reads running totals over the entries
-            carry = _unpack(*_pack(*carry))
-    return carry
-
-
-_rare_gated = batch_gate(_rare_stage)
-
-
 def shield_blocks(
     facts: ShieldFacts, valid: Array, size: Array, c: Ctx, cfg: StrategyConfig
 ) -> tuple[Array, Array, Array]:
@@ -164,11 +113,7 @@ def shield_blocks(
     carry = (valid, size, jnp.zeros(valid.shape, jnp.int32))
     consts = (facts, c, cfg)
     for e, (_, fn) in enumerate(PIPELINE):
-        if e == RARE_STEPS[0]:
-            need = rare_stage_needed(facts, carry[0], carry[1], c, cfg)
-            carry = _rare_gated(need, consts, carry)
-        elif e not in RARE_STEPS:
-            carry = _step(e, fn, consts, carry)
+        carry = _step(e, fn, consts, carry)
         if e in BARRIER_AFTER:
             carry = _unpack(*_pack(*carry))
     valid, size, word = carry
@@ -197,15 +142,6 @@ def counts_of(word: Array) -> Array:
         sum((per[e] for e in np.flatnonzero(ENTRY_RULE == r)), jnp.int32(0)) for r in range(N_RULES)
     ]
     return jnp.stack(by_rule).astype(jnp.int32)
-
-
-_counts_gated = batch_gate(lambda word, zero: counts_of(word))
-
-
-def counts_if_any(word: Array) -> Array:
-    """:func:`counts_of`, skipped for a whole vmapped batch whose change words are all 0 (the
-    usual case for a well-behaved decision-maker): the counts are then 0."""
-    return _counts_gated(jnp.any(word != 0), word, jnp.zeros(N_RULES, jnp.int32))
 
 
 def venue_mask_of(word: Array) -> Array:
@@ -352,7 +288,7 @@ def shield_hook(
 ) -> tuple[TickOutput, Array]:
     """Episode hook: `(allowed actions, interventions per rule [R] int32)`, one environment."""
     new, word, forced = _shield(state, out, view, cfg)
-    return new, _with_forced(counts_if_any(word), forced)
+    return new, _with_forced(counts_of(word), forced)
 
 
 def facts_from_state(state: StrategyState, view: Any, cfg: StrategyConfig) -> ShieldFacts:

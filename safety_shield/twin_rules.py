@@ -355,19 +355,6 @@ def _global_limit(g: GlobalLimit, v: Array, s: Array, c: Ctx) -> Blocks:
     return jnp.where(g.breach, v1, v), jnp.where(g.breach, s1, s)
 
 
-def global_limit_may_change(g: GlobalLimit, v: Array, s: Array) -> Array:
-    """[] bool, a sufficient condition for `_global_limit` to change an entry: breached, with a
-    valid entry that is not kept, or of size ≤ 0 (or NaN), or budgeted needs that may not all
-    fit. Their total (any summation order) at most `budget − margin` ⇒ every greedy running
-    total plus its need stays below the budget despite rounding (margin ≫ K·ulp·budget), so
-    nothing is cut."""
-    tiny = 1e-12 if s.dtype == np.float64 else 1e-4
-    need = _need(v & BUDGETED, s, g.unit)
-    total = jnp.sum(need)
-    over = ~(total <= g.budget - tiny * jnp.fmax(g.budget, 1.0))
-    return g.breach & jnp.any(v) & (jnp.any(v & (~g.keep | ~(s > 0.0))) | over)
-
-
 def rule_delta_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
     """|Δ$| ≥ L_delta ⇒ nothing adding to the delta; reductions ≤ the position."""
     return _global_limit(delta_terms(f, c, cfg), v, s, c)

@@ -241,10 +241,10 @@ def _benign(state):
 
 
 @pytest.mark.parametrize("hostile", [0, 1])
-def test_shield_batch_gated_stages_equal_reference(hostile):
-    """The rare-event stage and the counting are skipped for a whole vmapped batch when no
-    environment needs them; with none (all benign) or one hostile environment in the batch,
-    the vmapped twin equals the reference on every environment, counts included."""
+def test_shield_batch_benign_and_hostile_equal_reference(hostile):
+    """A batch in which no limit is near breach (the rare-event rules have nothing to do), and
+    the same with one environment breaching every limit: the vmapped twin hook equals the
+    reference on every environment, counts included."""
     cases = []
     for i in range(6):
         state, view, out = make_case(300 + i, CASES[i % len(CASES)], reckless=i % 2 == 0)

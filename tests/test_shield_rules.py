@@ -352,8 +352,7 @@ def test_shield_checker_flags_each_rule():
     ],
 )
 def test_shield_rule_global_limit_cuts_reductions_only(limit, rule):
-    """Breached, every order a reduction: only the budget (|q_t| = 1) cuts; the twin's
-    whole-batch skip of the rare-event rules must not skip this."""
+    """Breached, every order a reduction: only the budget (|q_t| = 1) cuts."""
     o = orders((KIND_EXIT, 0, -1, 0.7, 99.9), (KIND_HEDGE, 1, -1, 0.7, 99.9))
     out, rec = run(facts(**limit), o)
     only(rec, rule, 1)
