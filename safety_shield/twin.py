@@ -1,10 +1,9 @@
 """The shield's JAX twin: the same rules, operations and order as :mod:`safety_shield.reference`.
 
 Pure functions on ONE environment (callers `jax.vmap`); every branch on a traced value is a
-`jnp.where`, so the program has fixed shapes and no host round
-trips. In float64 the twin takes exactly the reference's decisions (masks and counts equal) and
-the same sizes bit for bit (tests/test_shield_properties.py, tests/test_shield_rules.py,
-experiments/bench/shield_fuzz.py).
+`jnp.where`, so the program has fixed shapes and no host round trips. In float64 the twin takes
+exactly the reference's decisions (masks and counts equal) and the same sizes bit for bit
+(tests/test_shield_properties.py, tests/test_shield_rules.py, experiments/bench/shield_fuzz.py).
 
 Speed (experiments/bench/shield_micro.py, shield_overhead.py): the rules work on `[7, N]` blocks
 (:mod:`safety_shield.twin_rules`). The state between rules is `(valid, size)` and a `[7, N]`
