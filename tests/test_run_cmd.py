@@ -163,6 +163,8 @@ def bad_scenario(tmp_path):
         (["episodes=0"], "episodes"),
         (["episodes=-3"], "episodes"),
         (["chunk_ticks=0"], "chunk_ticks"),
+        (["devices=0"], "devices"),
+        (["cpu_devices=two"], "cpu_devices"),
         (["telemetry_episodes=9"], "telemetry_episodes"),
         (["plot_episode=4"], "plot_episode"),
         (["seed=1,2"], "--multirun"),

@@ -2,7 +2,7 @@
 and the original engine's Monte Carlo figures (`compat mc`).
 
     python experiments/bench/episode_throughput.py [--quick] [--ticks T] [--chunk C]
-        [--batches 1,64,1024,4096,16384] [--skip-mc] [--no-write]
+        [--batches 1,64,1024,4096,16384] [--skip-mc] [--no-write] [--cpu-devices D]
 
 * env-steps/s = B·T / wall of one `run_batch` call (float32, no telemetry), median of 3 timed
   calls after a first (compiling) call; compile time = first call − median; peak RSS of the
@@ -113,7 +113,8 @@ def bench_reference(n_episodes: int, n_ticks: int) -> float:
 
 
 def bench_mc(runs: int, n_ticks: int, tick_ms: int, jitter_ms: int) -> dict:
-    """H2 harness as `compat mc` runs it (float64, vmapped over runs); first call compiles."""
+    """H2 harness as `compat mc` runs it (float64, vmapped over runs, one device); first call
+    compiles."""
     from paraphina_jax.compat.h2 import h2_batch
     from paraphina_jax.compat.jitter import run_seed, tick_times
     from paraphina_jax.config.defaults import make_config
@@ -149,7 +150,8 @@ def render(args: argparse.Namespace, rows: list[dict], ref: float, mc: list[dict
         f"Command: `{cmd.strip()}`  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}, jax {jax.__version__} "
-        f"({jax.default_backend()}); load average at the end {load[0]:.1f} / {load[1]:.1f} / "
+        f"({jax.default_backend()}, {len(jax.local_devices())} device(s), the batch sharded "
+        f"over all of them, XLA_FLAGS `{os.environ.get('XLA_FLAGS', '')}`); load average at the end {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f}{' — the CPU was shared with other jobs while measuring' if load[0] > 2.6 else ' (the benchmark alone: its two threads)'}.  ",
         f"Episode: canonical market (vol 0.5/day, A = 20 s⁻¹), the main job's default strategy config "
         "(balanced profile, VOL_TOX_SCALE 50), float32, "
@@ -222,7 +224,17 @@ def main(argv: list[str] | None = None) -> int:
         help="run with the safety shield (prints only; the on/off comparison is written by "
         "experiments/bench/shield_overhead.py)",
     )
+    ap.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="CPU devices the batch is sharded over (default: one per core, as `paraphina-jax "
+        "run` does; 1 = one device)",
+    )
     args = ap.parse_args(argv)
+    from paraphina_jax.sim.devices import configure_cpu_devices
+
+    configure_cpu_devices(args.cpu_devices)  # before JAX starts its backend
     if args.shield:
         args.no_write = True
     args.ticks = args.ticks or (128 if args.quick else 256)

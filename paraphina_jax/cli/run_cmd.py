@@ -26,6 +26,7 @@ import numpy as np
 
 from paraphina_jax.cli.run_compose import (
     CONF_DIR,
+    CONFIG_FILE,
     CONFIG_NAME,
     RunInputError,
     RunPlan,
@@ -37,6 +38,7 @@ from paraphina_jax.cli.run_compose import (
 from paraphina_jax.report import outputs
 from paraphina_jax.report.summary import parse_mc_summary, run_line, run_summary_lines
 from paraphina_jax.report.types import EpisodeTable, RunInfo, TickSeries
+from paraphina_jax.sim.devices import configure_cpu_devices
 
 # Below this many episode-ticks every episode's per-tick records are kept, so the whole batch runs
 # through ONE compiled program (a separate telemetry group would compile a second one); ≈1.7 kB
@@ -57,7 +59,8 @@ examples:
   paraphina-jax run +debug=tiny hydra.run.dir=/tmp/r1
 
 keys (conf/config.yaml): scenario, scenario_file, profile, episodes, seed, ticks, chunk_ticks,
-parity, x64, telemetry_episodes, plots, plot_episode, progress, platform, compilation_cache, overrides,
+parity, x64, telemetry_episodes, plots, plot_episode, progress, platform, devices, cpu_devices,
+compilation_cache, overrides,
 wandb.enabled, wandb.project, hydra.run.dir, hydra.sweep.dir. PARAPHINA_* environment knobs
 (STRATEGY §3.11) are applied on top. Exit codes: 0 ok, 1 failed while running, 2 bad input.
 """
@@ -216,10 +219,25 @@ def simulate(plan: RunPlan, progress: bool) -> tuple[Any, Any, float, float | No
             chunk_ticks=min(int(plan.run["chunk_ticks"]), t),
             telemetry_episodes=k_tel,
             on_chunk=bar,
+            devices=plan.run.get("devices"),
         )
     finally:
         wall = bar.close()
     return res, tel, wall, bar.first, k_tel
+
+
+def _devices_used(plan: RunPlan) -> int:
+    """How many devices `run_batch` shards this job's batch over (checks the `devices` key)."""
+    import jax
+
+    from paraphina_jax.sim.devices import episode_mesh
+
+    n_dev = plan.run.get("devices")
+    have = len(jax.local_devices())
+    if n_dev is not None and n_dev > have:
+        raise RunInputError(f"{CONFIG_FILE}: devices: {n_dev} (allowed: null or 1 … {have})")
+    mesh = episode_mesh(n_dev, plan.episodes)
+    return 1 if mesh is None else mesh.size
 
 
 def _info(plan: RunPlan) -> RunInfo:
@@ -238,6 +256,7 @@ def _info(plan: RunPlan) -> RunInfo:
         else str(plan.run["platform"]),
         dtype="float64" if plan.run["x64"] else "float32",
         run_dir=str(plan.run_dir.final),
+        devices=_devices_used(plan),
     )
 
 
@@ -329,6 +348,7 @@ def execute(plan: RunPlan) -> int:
     for line in knob_log_lines(plan.cfg, plan.env):
         print(line, file=sys.stderr)
     try:
+        configure_cpu_devices(plan.run.get("cpu_devices"))  # before JAX starts its backend
         _enable_cache(plan.run.get("compilation_cache"))
         with _device_context(plan):
             info = _info(plan)

@@ -55,7 +55,8 @@ def run_line(info: RunInfo) -> str:
     """The second header line: what the batch is and where it writes."""
     return (
         f"run | scenario={info.scenario_id} | episodes={info.episodes} | ticks={info.ticks} | "
-        f"dt_ms={info.dt_ms:g} | backend={info.backend} | dtype={info.dtype} | "
+        f"dt_ms={info.dt_ms:g} | backend={info.backend} | devices={info.devices} | "
+        f"dtype={info.dtype} | "
         f"run_dir={info.run_dir}"
     )
 

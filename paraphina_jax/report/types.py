@@ -149,3 +149,4 @@ class RunInfo:
     backend: str
     dtype: str
     run_dir: str
+    devices: int = 1  # devices the episode batch was sharded over

@@ -26,8 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from paraphina_jax.config.types import StrategyConfig
+from paraphina_jax.sim import devices as devices_
 from paraphina_jax.sim.episode_step import (
     ControlsFn,
     EpisodeCarry,
@@ -203,22 +206,7 @@ def _init_batch(
     return jax.vmap(f, in_axes=(0, p_axis, cfg_axis))(keys, params, cfg)
 
 
-@partial(
-    jax.jit,
-    static_argnames=(
-        "cfg_axis",
-        "p_axis",
-        "static",
-        "opts",
-        "shield_fn",
-        "controls_fn",
-        "n_ticks",
-        "record",
-        "record_proposed",
-        "unroll",
-    ),
-)
-def _run_chunk(
+def _chunk_body(
     carry: EpisodeCarry,
     keys: Array,
     params: EpisodeParams,
@@ -236,7 +224,7 @@ def _run_chunk(
     record_proposed: bool,
     unroll: int,
 ) -> tuple[EpisodeCarry, Any]:
-    _TRACES["chunk"] += 1
+    """`chunk_ticks` ticks of a batch (or of one device's shard of it)."""
     ct = static.chunk_ticks
     fd = carry.strategy.fair_value.dtype
     s_axis = (
@@ -278,6 +266,50 @@ def _run_chunk(
 
     carry, ys = lax.scan(body, carry, (noise, sched, ts), unroll=unroll)
     return carry, jax.tree.map(time_major, ys)  # per-tick outputs [B, ct, ...]
+
+
+@partial(
+    jax.jit,
+    static_argnames=(
+        "cfg_axis",
+        "p_axis",
+        "static",
+        "opts",
+        "shield_fn",
+        "controls_fn",
+        "n_ticks",
+        "record",
+        "record_proposed",
+        "unroll",
+        "mesh",
+    ),
+)
+def _run_chunk(
+    carry: EpisodeCarry,
+    keys: Array,
+    params: EpisodeParams,
+    cfg: StrategyConfig,
+    t0: Array,
+    *,
+    mesh: Mesh | None,
+    **statics: Any,
+) -> tuple[EpisodeCarry, Any]:
+    """One jitted chunk program; with a mesh, each device runs :func:`_chunk_body` on its shard
+    of the batch (`paraphina_jax.sim.devices`)."""
+    _TRACES["chunk"] += 1
+    body = partial(_chunk_body, **statics)
+    if mesh is None:
+        return body(carry, keys, params, cfg, t0)
+    b = P(devices_.AXIS)
+    specs = (
+        b,
+        b,
+        b if statics["p_axis"] == 0 else P(),
+        b if statics["cfg_axis"] == 0 else P(),
+        P(),
+    )
+    sharded = jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=b, check_vma=False)
+    return sharded(carry, keys, params, cfg, t0)
 
 
 def _as_keys(keys_or_seeds: Any) -> Array:
@@ -331,6 +363,7 @@ def run_batch(
     on_chunk: Callable[[int], None] | None = None,
     opts: TickOptions = TickOptions(),
     unroll: int = 1,
+    devices: int | None = None,
 ) -> tuple[EpisodeResults, Telemetry | None]:
     """Run B episodes of `n_ticks` ticks.
 
@@ -351,6 +384,9 @@ def run_batch(
       on_chunk: host callback `on_chunk(ticks_done)` after each chunk.
       opts: strategy tick scheduling options (static).
       unroll: `lax.scan` unroll factor (static).
+      devices: local devices of the default backend to shard the batch over (None = all; 1 = no
+        sharding). A group of episodes is padded to a multiple of the device count with copies
+        of its last episode, which are run and dropped; results do not depend on the sharding.
 
     Returns:
       `(results [B], telemetry [K, T] or None)` with NumPy leaves.
@@ -376,31 +412,36 @@ def run_batch(
 
     state = []
     for sl, rec in groups:
-        gk = keys[sl]
-        gp = _take(params, p_axis, sl)
-        gc = _take(cfg, cfg_axis, sl)
+        size = sl.stop - sl.start
+        mesh = devices_.episode_mesh(devices, size)
+        padded = devices_.padded_size(size, mesh)
+        gk = devices_.pad_rows(keys[sl], 0, padded)
+        gp = devices_.pad_rows(_take(params, p_axis, sl), p_axis, padded)
+        gc = devices_.pad_rows(_take(cfg, cfg_axis, sl), cfg_axis, padded)
         carry = _init_batch(
             gk, gp, gc, cfg_axis=cfg_axis, p_axis=p_axis, static=static, n_rules=n_rules
         )
-        state.append([carry, gk, gp, gc, rec, []])
+        state.append([carry, gk, gp, gc, rec, [], mesh, size])
     for ci in range(n_chunks):
         t0 = jnp.asarray(ci * chunk_ticks, jnp.int32)
         for g in state:
-            carry, gk, gp, gc, rec, ys = g
+            carry, gk, gp, gc, rec, ys, mesh, size = g
             carry, y = _run_chunk(
-                carry, gk, gp, gc, t0,
+                carry, gk, gp, gc, t0, mesh=mesh,
                 cfg_axis=cfg_axis, p_axis=p_axis, static=static, opts=opts,
                 shield_fn=shield_fn, controls_fn=controls_fn, n_ticks=n_ticks,
                 record=rec, record_proposed=record_proposed, unroll=unroll,
             )  # fmt: skip
             g[0] = carry
             if rec:
-                ys.append(jax.device_get(y))
+                ys.append(jax.tree.map(lambda x, size=size: x[:size], jax.device_get(y)))
         if on_chunk is not None:
             jax.block_until_ready([g[0] for g in state])
             on_chunk(min((ci + 1) * chunk_ticks, n_ticks))
 
-    results = [jax.device_get(carry_results(g[0])) for g in state]
+    results = [
+        jax.tree.map(lambda x, g=g: x[: g[7]], jax.device_get(carry_results(g[0]))) for g in state
+    ]
     res = (
         results[0] if len(results) == 1 else jax.tree.map(lambda *xs: np.concatenate(xs), *results)
     )

@@ -1,0 +1,126 @@
+"""Sharding an episode batch over devices (`paraphina_jax.sim.devices`).
+
+The test process has one CPU device (conftest), so the two-device checks run in one subprocess
+that splits the host into two CPU devices before JAX starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from paraphina_jax.sim import devices
+
+_TWO_DEVICES = textwrap.dedent(
+    """
+    import json, os
+    import jax
+    from paraphina_jax.sim.devices import configure_cpu_devices
+    assert configure_cpu_devices(2) == 2
+    assert "--xla_cpu_multi_thread_eigen=false" in os.environ["XLA_FLAGS"]
+    assert configure_cpu_devices(3) is None  # the count is fixed once asked for
+    import numpy as np
+    from paraphina_jax.config.defaults import make_config
+    from paraphina_jax.sim import episode as E
+    from paraphina_jax.sim.types import StaticSimParams
+
+    bal = make_config("balanced")
+    cfg = bal.replace(toxicity=bal.toxicity.replace(vol_tox_scale=50.0))
+    T = 10
+    p = E.default_episode_params(cfg, T, vol=0.5, fill_a=np.full(cfg.n_venues, 20.0))
+    st = StaticSimParams(n_venues=cfg.n_venues)
+    keys = E.episode_keys(np.arange(4))
+    kw = dict(n_ticks=T, chunk_ticks=5)
+
+    def run(k, d, tel=0):
+        return E.run_batch(k, p, cfg, st, devices=d, telemetry_episodes=tel, **kw)
+
+    def same(a, b):
+        la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+        return len(la) == len(lb) and all(
+            x.shape == y.shape and np.array_equal(x, y, equal_nan=True) for x, y in zip(la, lb)
+        )
+
+    def cat(a, b):
+        return jax.tree.map(lambda x, y: np.concatenate([x, y]), a, b)
+
+    out = {"n_devices": len(jax.devices())}
+    sharded, _ = run(keys, 2)
+    halves = cat(run(keys[:2], 1)[0], run(keys[2:], 1)[0])
+    out["sharded_equals_its_shards"] = same(sharded, halves)
+    again, _ = run(keys, None)  # None = every local device
+    out["deterministic"] = same(sharded, again)
+    padded, _ = run(keys[:3], 2)  # 3 episodes padded to 4, the copy dropped
+    out["padded_shape"] = list(padded.pnl_total.shape)
+    out["padded_equals_first_three"] = same(padded, jax.tree.map(lambda x: x[:3], sharded))
+    out["fills"] = int(np.sum(sharded.maker_fills))
+    res_t, tel = run(keys, 2, tel=2)
+    out["telemetry_shape"] = list(tel.record.t.shape)
+    last = np.asarray(tel.record.pnl_total)[:, -1]
+    out["telemetry_matches_results"] = bool(np.array_equal(last, res_t.pnl_total[:2]))
+    out["telemetry_results_finite"] = bool(np.all(np.isfinite(res_t.pnl_total)))
+    out["trace_count"] = E.trace_count()
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def two_devices() -> dict:
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, "-c", _TWO_DEVICES], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+def test_sharded_batch_equals_its_shards_run_alone(two_devices):
+    assert two_devices["n_devices"] == 2
+    assert two_devices["fills"] > 0  # the episodes trade, so the comparison is not vacuous
+    assert two_devices["sharded_equals_its_shards"]
+    assert two_devices["deterministic"]
+
+
+def test_sharded_batch_pads_and_drops_and_keeps_telemetry(two_devices):
+    assert two_devices["padded_shape"] == [3]
+    assert two_devices["padded_equals_first_three"]
+    assert two_devices["telemetry_shape"] == [2, 10]
+    assert two_devices["telemetry_matches_results"]
+    assert two_devices["telemetry_results_finite"]
+
+
+def test_episode_mesh_sizes_and_bad_device_counts():
+    n = len(jax.local_devices())
+    assert devices.episode_mesh(1, 64) is None
+    assert devices.episode_mesh(None, 64) is None or devices.episode_mesh(None, 64).size == n
+    with pytest.raises(ValueError, match="devices=0"):
+        devices.episode_mesh(0, 8)
+    with pytest.raises(ValueError, match=f"1 … {n}"):
+        devices.episode_mesh(n + 1, 8)
+
+
+def test_padded_size_and_pad_rows():
+    assert devices.padded_size(7, None) == 7
+    x = np.arange(6.0).reshape(3, 2)
+    tree = {"a": x, "b": np.array([1, 2, 3])}
+    out = devices.pad_rows(tree, 0, 5)
+    assert out["a"].shape == (5, 2) and out["b"].tolist() == [1, 2, 3, 3, 3]
+    np.testing.assert_array_equal(out["a"][3:], np.repeat(x[-1:], 2, axis=0))
+    assert devices.pad_rows(tree, None, 5) is tree
+
+
+def test_configure_cpu_devices_is_a_no_op_once_the_count_is_fixed(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    assert devices.configure_cpu_devices(4) is None
+    assert jax.config.jax_num_cpu_devices in (-1, 1)
