@@ -143,6 +143,7 @@ def profile(
             record=False,
             record_proposed=False,
             unroll=1,
+            mesh=None,
         )  # fmt: skip
         .compile()
         .as_text()
