@@ -61,6 +61,22 @@ _TWO_DEVICES = textwrap.dedent(
     out["padded_shape"] = list(padded.pnl_total.shape)
     out["padded_equals_first_three"] = same(padded, jax.tree.map(lambda x: x[:3], sharded))
     out["fills"] = int(np.sum(sharded.maker_fills))
+    # batched params and config (a leading [B] on every leaf; each episode its own vol and
+    # daily loss limit): sharded over the mesh with the keys
+    vols = np.array([0.3, 0.5, 0.8, 1.2])
+    pb = jax.tree.map(lambda x: np.stack([np.asarray(x)] * 4), p)
+    pb = pb.replace(market=pb.market.replace(vol=vols))
+    cb = jax.tree.map(lambda x: np.stack([np.asarray(x)] * 4), cfg)
+    cb = cb.replace(risk=cb.risk.replace(daily_loss_limit=np.array([500.0, 1e4, 2e3, 1e5])))
+
+    def run_b(sl, d):
+        take = lambda t: jax.tree.map(lambda x: x[sl], t)  # noqa: E731
+        return E.run_batch(keys[sl], take(pb), take(cb), st, devices=d, **kw)[0]
+
+    sharded_b = run_b(slice(0, 4), 2)
+    halves_b = cat(run_b(slice(0, 2), 1), run_b(slice(2, 4), 1))
+    out["batched_sharded_equals_its_shards"] = same(sharded_b, halves_b)
+    out["batched_params_matter"] = not same(sharded_b, sharded)
     res_t, tel = run(keys, 2, tel=2)
     out["telemetry_shape"] = list(tel.record.t.shape)
     last = np.asarray(tel.record.pnl_total)[:, -1]
@@ -90,6 +106,11 @@ def test_sharded_batch_equals_its_shards_run_alone(two_devices):
     assert two_devices["fills"] > 0  # the episodes trade, so the comparison is not vacuous
     assert two_devices["sharded_equals_its_shards"]
     assert two_devices["deterministic"]
+
+
+def test_sharded_batch_with_batched_params_and_config(two_devices):
+    assert two_devices["batched_sharded_equals_its_shards"]
+    assert two_devices["batched_params_matter"]
 
 
 def test_sharded_batch_pads_and_drops_and_keeps_telemetry(two_devices):

@@ -40,7 +40,7 @@ def machine() -> str:
         pass
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"jax {jax.__version__} ({jax.default_backend()})"
+        f"jax {jax.__version__} ({jax.default_backend()}, {len(jax.local_devices())} device(s))"
     )
 
 

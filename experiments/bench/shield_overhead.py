@@ -7,7 +7,9 @@ batch, calls interleaved (off, on, off, on, …) so both see the same machine lo
 "on" = `shield_fn=safety_shield.twin.shield_hook` (orders) and the control-surface clip
 (`shielded_controls_fn` around the identity controls): the shield acting twice per tick as in
 ARCHITECTURE.md. env-steps/s = B·T / wall (float32, no telemetry), median of the repeats after
-a compiling call; overhead = 1 − median over the (off, on) pairs of off wall / on wall.
+a compiling call; overhead = 1 − median over the (off, on) pairs of off wall / on wall. The
+batch is sharded over one CPU device per core, as `paraphina-jax run` and
+`episode_throughput.py` run it.
 Target: overhead ≤ 15 %. Writes docs/BENCHMARKS.md, section "Shield overhead".
 """
 
@@ -24,6 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from paraphina_jax.sim.devices import configure_cpu_devices  # noqa: E402
+
+configure_cpu_devices()  # one CPU device per core, before JAX starts (as `paraphina-jax run`)
 
 from bench_docs import machine, run_config, write_section  # noqa: E402
 
