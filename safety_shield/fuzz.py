@@ -21,7 +21,7 @@ import numpy as np
 
 from paraphina_jax.config.types import StrategyConfig
 from safety_shield.checks import GRID_TOL, SIZE_RTOL, SUM_ATOL, SUM_RTOL
-from safety_shield.twin import basis_per_venue, venue_blocked
+from safety_shield.twin_rules import basis_per_venue, venue_blocked
 from safety_shield.types import (
     IOC_STEP_FLOOR,
     KIND_EXIT,

@@ -21,7 +21,6 @@ The control-surface rule (`clip_controls`, `shielded_controls_fn`) is :mod:`safe
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax.numpy as jnp
@@ -32,7 +31,6 @@ from paraphina_jax.strategy.types import StrategyState, TickOutput
 from paraphina_jax.utils.fusion import materialize_tree
 from safety_shield.twin_rules import (
     PIPELINE,
-    Blocks,
     Ctx,
     make_ctx,
     to_blocks,
@@ -68,10 +66,11 @@ __all__ = [
 N_STEPS = len(PIPELINE)
 ENTRY_RULE = np.array([r for r, _ in PIPELINE])
 RULE_BITS = np.array([sum(1 << e for e in np.flatnonzero(ENTRY_RULE == r)) for r in range(N_RULES)])
-VALID_BIT = 30  # the entry's validity, carried in the word between stages
 # steps after which the pipeline state is materialised: the next step reads other entries
-# (running totals), which would otherwise re-derive the whole state per read
-BARRIER_AFTER = frozenset({5, 6, 7, 8, 9})
+# (running totals), which would otherwise re-derive the whole state per read. The last step's
+# state is materialised too (it is the output).
+BARRIER_AFTER = frozenset({5, 6, 7, 8, 9, 10, N_STEPS - 1})
+DROPPED = -1.0  # the encoded size of a dropped entry
 
 
 def materialize(x: Array) -> Array:
@@ -83,22 +82,14 @@ def materialize(x: Array) -> Array:
     return x.at[0, 0].set(x[0, 0])
 
 
-def _pack(valid: Array, size: Array, word: Array) -> tuple[Array, Array]:
-    w = (word & ~(1 << VALID_BIT)) | (valid.astype(jnp.int32) << VALID_BIT)
-    return materialize(size), materialize(w)
-
-
-def _unpack(size: Array, w: Array) -> tuple[Array, Array, Array]:
-    return ((w >> VALID_BIT) & 1) == 1, size, w & ~(1 << VALID_BIT)
-
-
-def _step(e: int, fn: Callable[..., Blocks], consts: Any, carry: Any) -> tuple[Array, Array, Array]:
-    """Pipeline step `e`: the rule, and its bit in the change words of the entries it changed."""
-    facts, c, cfg = consts
-    valid, size, word = carry
-    v, s = fn(facts, valid, size, c, cfg)
-    ch = valid & ~v if s is size else (valid & ~v) | (v & (s != size))
-    return v, s, word | (ch.astype(jnp.int32) << e)
+def _snapshot(valid: Array, size: Array) -> tuple[Array, Array]:
+    """The state `(valid, size)` after a barrier step, computed once as ONE array: the size, or
+    :data:`DROPPED` where the entry is dropped (from step 5 on a kept entry's size is ≥ 0, so
+    nothing is lost). One kernel evaluates the step, where two outputs would evaluate it twice;
+    the change bits are then read off consecutive snapshots."""
+    enc = materialize(jnp.where(valid, size, jnp.asarray(DROPPED, size.dtype)))
+    v = enc >= 0.0
+    return v, jnp.where(v, enc, jnp.zeros((), size.dtype))
 
 
 def shield_blocks(
@@ -107,16 +98,20 @@ def shield_blocks(
     """Run :data:`PIPELINE` on `[7, N]` blocks (sizes of invalid entries must be 0).
 
     Returns `(valid [7, N], size [7, N] (0 where dropped), word [7, N] int32)`: bit e of an
-    entry's change word is set when pipeline step e dropped or resized it.
+    entry's change word is set when pipeline step e dropped or resized it. A rule sees the sizes
+    of entries dropped before it as 0 (every rule masks them out).
     """
-    carry = (valid, size, jnp.zeros(valid.shape, jnp.int32))
-    consts = (facts, c, cfg)
+    word = jnp.zeros(valid.shape, jnp.int32)
     for e, (_, fn) in enumerate(PIPELINE):
-        carry = _step(e, fn, consts, carry)
+        v, s = fn(facts, valid, size, c, cfg)
+        same_size = s is size
         if e in BARRIER_AFTER:
-            carry = _unpack(*_pack(*carry))
-    valid, size, word = carry
-    return _unpack(*_pack(valid, jnp.where(valid, size, 0.0), word))
+            v, s = _snapshot(v, s)
+            same_size = False
+        ch = valid & ~v if same_size else (valid & ~v) | (v & (s != size))
+        word = word | (ch.astype(jnp.int32) << e)
+        valid, size = v, s
+    return valid, size, word
 
 
 def counts_of(word: Array) -> Array:
