@@ -6,12 +6,13 @@ exactly the reference's decisions (masks and counts equal) and the same sizes bi
 (tests/test_shield_properties.py, tests/test_shield_rules.py, experiments/bench/shield_fuzz.py).
 
 Speed (experiments/bench/shield_micro.py, shield_overhead.py): the rules work on `[7, N]` blocks
-(:mod:`safety_shield.twin_rules`). The state between rules is `(valid, size)` and a `[7, N]`
-int32 change word (bit e: pipeline step e dropped or resized the entry); prices are zeroed once
-at the end, as are the sizes of dropped entries, and the per-rule counts are one reduction of
-the words. XLA on CPU has no multi-output fusion: a value read by several fused consumers, or at
-other entries (running totals), is recomputed in each, so the state is materialised
-(:func:`materialize`) before every rule with running totals and at the end.
+(:mod:`safety_shield.twin_rules`). The state between rules is `(valid, size)`; bit e of an
+entry's `[7, N]` int32 change word says that pipeline step e dropped or resized it, and the
+per-rule counts are one reduction of the words. XLA on CPU has no multi-output fusion: a value
+read by several fused consumers, or at other entries (running totals), is recomputed in each.
+So after every rule with running totals (and at the end) the state is materialised as ONE
+array, the size or −1 where dropped (:func:`_snapshot`): one kernel evaluates the rule, and the
+change bits of those steps are read off consecutive snapshots instead of re-evaluating it.
 
 * :func:`shield_hook` — the episode's `shield_fn(state, out, view, cfg) -> (out, counts [R])`;
 * :func:`shield_actions` — the same with the full :class:`~safety_shield.types.ShieldRecord`;
