@@ -31,6 +31,26 @@ _TWO_DEVICES = textwrap.dedent(
     from paraphina_jax.sim import episode as E
     from paraphina_jax.sim.types import StaticSimParams
 
+    out = {}
+    # `compat mc`'s harness sharded over the devices (3 runs padded to 4) against the unsharded
+    # program, float64; first, so the IEEE-exact division flag is in force as in the command
+    from paraphina_jax.cli.compat_cmd import mc_metrics
+    from paraphina_jax.compat.h2 import h2_batch
+    from paraphina_jax.compat.jitter import run_seed, tick_times
+    from paraphina_jax.utils.x64 import enable_x64
+
+    pcfg = make_config("balanced", parity=True)
+    seqs = np.stack([tick_times(run_seed(3, i), 40, 2, 1) for i in range(3)])
+    sharded_mc = mc_metrics(pcfg, seqs, "jax")
+    with enable_x64():
+        plain_mc = jax.tree.map(np.asarray, jax.jit(h2_batch)(seqs.astype(np.int64), pcfg))
+    out["mc_shape"] = list(np.shape(sharded_mc.kill_tick))
+    out["mc_equal"] = all(
+        np.allclose(a, b, rtol=1e-12, atol=0.0, equal_nan=True)
+        for a, b in zip(jax.tree.leaves(sharded_mc), jax.tree.leaves(plain_mc))
+    )
+    out["n_devices"] = len(jax.devices())
+
     bal = make_config("balanced")
     cfg = bal.replace(toxicity=bal.toxicity.replace(vol_tox_scale=50.0))
     T = 10
@@ -51,18 +71,8 @@ _TWO_DEVICES = textwrap.dedent(
     def cat(a, b):
         return jax.tree.map(lambda x, y: np.concatenate([x, y]), a, b)
 
-    out = {"n_devices": len(jax.devices())}
-    sharded, _ = run(keys, 2)
-    halves = cat(run(keys[:2], 1)[0], run(keys[2:], 1)[0])
-    out["sharded_equals_its_shards"] = same(sharded, halves)
-    again, _ = run(keys, None)  # None = every local device
-    out["deterministic"] = same(sharded, again)
-    padded, _ = run(keys[:3], 2)  # 3 episodes padded to 4, the copy dropped
-    out["padded_shape"] = list(padded.pnl_total.shape)
-    out["padded_equals_first_three"] = same(padded, jax.tree.map(lambda x: x[:3], sharded))
-    out["fills"] = int(np.sum(sharded.maker_fills))
     # batched params and config (a leading [B] on every leaf; each episode its own vol and
-    # daily loss limit): sharded over the mesh with the keys
+    # daily loss limit): sharded over the mesh with the keys, against its shards run alone
     vols = np.array([0.3, 0.5, 0.8, 1.2])
     pb = jax.tree.map(lambda x: np.stack([np.asarray(x)] * 4), p)
     pb = pb.replace(market=pb.market.replace(vol=vols))
@@ -75,14 +85,22 @@ _TWO_DEVICES = textwrap.dedent(
 
     sharded_b = run_b(slice(0, 4), 2)
     halves_b = cat(run_b(slice(0, 2), 1), run_b(slice(2, 4), 1))
-    out["batched_sharded_equals_its_shards"] = same(sharded_b, halves_b)
+    out["sharded_equals_its_shards"] = same(sharded_b, halves_b)
+    out["deterministic"] = same(sharded_b, run_b(slice(0, 4), None))  # None = every device
+    out["fills"] = int(np.sum(sharded_b.maker_fills))
+    # shared params: 3 episodes padded to 4 (the copy dropped)
+    sharded, _ = run(keys, 2)
+    padded, _ = run(keys[:3], 2)
+    out["padded_shape"] = list(padded.pnl_total.shape)
+    out["padded_equals_first_three"] = same(padded, jax.tree.map(lambda x: x[:3], sharded))
     out["batched_params_matter"] = not same(sharded_b, sharded)
-    res_t, tel = run(keys, 2, tel=2)
+    res_t, tel = run(keys, 2, tel=4)
     out["telemetry_shape"] = list(tel.record.t.shape)
     last = np.asarray(tel.record.pnl_total)[:, -1]
-    out["telemetry_matches_results"] = bool(np.array_equal(last, res_t.pnl_total[:2]))
+    out["telemetry_matches_results"] = bool(np.array_equal(last, res_t.pnl_total))
     out["telemetry_results_finite"] = bool(np.all(np.isfinite(res_t.pnl_total)))
     out["trace_count"] = E.trace_count()
+
     print("RESULT " + json.dumps(out))
     """
 )
@@ -108,17 +126,21 @@ def test_sharded_batch_equals_its_shards_run_alone(two_devices):
     assert two_devices["deterministic"]
 
 
-def test_sharded_batch_with_batched_params_and_config(two_devices):
-    assert two_devices["batched_sharded_equals_its_shards"]
+def test_batched_params_and_config_reach_the_shards(two_devices):
     assert two_devices["batched_params_matter"]
 
 
 def test_sharded_batch_pads_and_drops_and_keeps_telemetry(two_devices):
     assert two_devices["padded_shape"] == [3]
     assert two_devices["padded_equals_first_three"]
-    assert two_devices["telemetry_shape"] == [2, 10]
+    assert two_devices["telemetry_shape"] == [4, 10]
     assert two_devices["telemetry_matches_results"]
     assert two_devices["telemetry_results_finite"]
+
+
+def test_compat_mc_harness_sharded_equals_unsharded(two_devices):
+    assert two_devices["mc_shape"] == [3]
+    assert two_devices["mc_equal"]
 
 
 def test_episode_mesh_sizes_and_bad_device_counts():

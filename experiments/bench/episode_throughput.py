@@ -113,8 +113,8 @@ def bench_reference(n_episodes: int, n_ticks: int) -> float:
 
 
 def bench_mc(runs: int, n_ticks: int, tick_ms: int, jitter_ms: int) -> dict:
-    """H2 harness as `compat mc` runs it (float64, vmapped over runs, one device); first call
-    compiles."""
+    """H2 harness as `compat mc` runs it (float64, vmapped over runs, sharded over the devices);
+    first call compiles."""
     from paraphina_jax.compat.h2 import h2_batch
     from paraphina_jax.compat.jitter import run_seed, tick_times
     from paraphina_jax.config.defaults import make_config
@@ -122,8 +122,12 @@ def bench_mc(runs: int, n_ticks: int, tick_ms: int, jitter_ms: int) -> dict:
 
     cfg = make_config("balanced", parity=True)
     seqs = np.stack([tick_times(run_seed(1, i), n_ticks, tick_ms, jitter_ms) for i in range(runs)])
+    from paraphina_jax.sim import devices
+
+    mesh = devices.episode_mesh(None, runs)
+    seqs = devices.pad_rows(seqs, 0, devices.padded_size(runs, mesh))
     with enable_x64():
-        f = jax.jit(h2_batch)
+        f = jax.jit(devices.over_mesh(h2_batch, mesh))
         t0 = time.perf_counter()
         jax.block_until_ready(f(seqs, cfg))
         first = time.perf_counter() - t0

@@ -69,8 +69,10 @@ def mc_metrics(cfg: StrategyConfig, now_seqs: np.ndarray, engine: str):
             for k in RunMetrics.__dataclass_fields__
         }
         return RunMetrics(**cols)
+    from paraphina_jax.sim import devices
     from paraphina_jax.utils.x64 import enable_x64, request_ieee_exact_xla
 
+    devices.configure_cpu_devices()  # one CPU device per core: the runs are sharded over them
     if not request_ieee_exact_xla():
         print(
             "paraphina-jax compat: JAX already started without IEEE-exact division; "
@@ -81,9 +83,12 @@ def mc_metrics(cfg: StrategyConfig, now_seqs: np.ndarray, engine: str):
 
     from paraphina_jax.compat.h2 import h2_batch
 
+    b = int(np.shape(now_seqs)[0])
+    mesh = devices.episode_mesh(None, b)
+    seqs = devices.pad_rows(np.asarray(now_seqs, dtype=np.int64), 0, devices.padded_size(b, mesh))
     with enable_x64():
-        out = jax.jit(h2_batch)(np.asarray(now_seqs, dtype=np.int64), cfg)
-        return jax.tree.map(np.asarray, out)
+        out = jax.jit(devices.over_mesh(h2_batch, mesh))(seqs, cfg)
+        return jax.tree.map(lambda x: np.asarray(x)[:b], out)
 
 
 def run_mc(args: argparse.Namespace) -> int:

@@ -15,11 +15,12 @@ before JAX starts its backend (entry points call it; library code never does).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, PartitionSpec
 
 AXIS = "episodes"
 _XLA_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -68,6 +69,23 @@ def episode_mesh(devices: int | None, batch: int) -> Mesh | None:
     if d == 1 or batch < d:
         return None
     return Mesh(np.asarray(local[:d]), (AXIS,))
+
+
+def over_mesh(fn: Callable[..., Any], mesh: Mesh | None) -> Callable[..., Any]:
+    """`fn(batched, *shared)` run per shard: its first argument and its outputs are split along
+    their leading `[B]` axis over the mesh, the other arguments are replicated (B must be a
+    multiple of the mesh size: :func:`pad_rows`). `fn` itself when `mesh` is None."""
+    if mesh is None:
+        return fn
+    b = PartitionSpec(AXIS)
+
+    def sharded(batched: Any, *shared: Any) -> Any:
+        specs = (b,) + (PartitionSpec(),) * len(shared)
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=b, check_vma=False)(
+            batched, *shared
+        )
+
+    return sharded
 
 
 def padded_size(batch: int, mesh: Mesh | None) -> int:

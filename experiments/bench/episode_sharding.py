@@ -1,0 +1,103 @@
+"""Episode throughput with the batch on one device against the batch sharded over every device,
+same process, same batch, calls interleaved (one, all, one, all, …).
+
+    python experiments/bench/episode_sharding.py [--batches 1024,4096] [--ticks 64]
+        [--repeats 5] [--cpu-devices D] [--no-write]
+
+On a CPU the host is split into `--cpu-devices` devices (default one per core) before JAX
+starts (`paraphina_jax.sim.devices.configure_cpu_devices`, which also turns XLA's intra-op
+threading off, for both arms); "one" = `run_batch(..., devices=1)`, "all" = `devices=None`
+(the default). env-steps/s = B·T / wall (float32, no telemetry, the main job's default config),
+medians of the repeats after a compiling call; speed-up = median over the pairs of one wall /
+all wall. Writes docs/BENCHMARKS.md, section "Sharding over devices".
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+KEY = "episode-sharding"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", default="1024,4096")
+    ap.add_argument("--ticks", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cpu-devices", type=int, default=None)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+
+    from paraphina_jax.sim.devices import configure_cpu_devices
+
+    configure_cpu_devices(args.cpu_devices)  # before JAX starts its backend
+
+    import jax
+    import numpy as np
+    from bench_docs import machine, run_config, write_section
+
+    from paraphina_jax.sim import episode as E
+    from paraphina_jax.sim.types import StaticSimParams
+
+    cfg = run_config()
+    t = args.ticks
+    params = E.default_episode_params(cfg, t, vol=0.5, fill_a=np.full(cfg.n_venues, 20.0))
+    static = StaticSimParams(n_venues=cfg.n_venues)
+    n_dev = len(jax.local_devices())
+
+    def call(keys: np.ndarray, devices: int | None) -> float:
+        t0 = time.perf_counter()
+        res, _ = E.run_batch(keys, params, cfg, static, n_ticks=t, chunk_ticks=t, devices=devices)
+        assert res.pnl_total.shape == (keys.shape[0],)
+        return time.perf_counter() - t0
+
+    rows = []
+    for b in [int(x) for x in args.batches.split(",")]:
+        keys = E.episode_keys(np.arange(b))
+        for d in (1, None):
+            call(keys, d)  # compile
+        walls: dict[int | None, list[float]] = {1: [], None: []}
+        for _ in range(args.repeats):
+            for d in (1, None):
+                walls[d].append(call(keys, d))
+        one, all_ = (b * t / statistics.median(walls[d]) for d in (1, None))
+        pairs = [a / s for a, s in zip(walls[1], walls[None], strict=True)]
+        rows.append(dict(B=b, one=one, all=all_, speedup=statistics.median(pairs)))
+        print(
+            f"B={b}: one device {one:,.0f}, {n_dev} devices {all_:,.0f} env-steps/s, "
+            f"speed-up {rows[-1]['speedup']:.2f}×",
+            flush=True,
+        )
+    cmd = "python experiments/bench/episode_sharding.py " + " ".join(argv or sys.argv[1:])
+    lines = [
+        "## Sharding over devices",
+        "",
+        f"Command: `{cmd.strip()}`  ",
+        f"Machine: {machine()}.  ",
+        f"The batch on one device against the batch sharded over all {n_dev} (`run_batch(..., "
+        "devices=1)` vs the default), same process, calls interleaved; XLA intra-op threading "
+        'off in both (the setting `configure_cpu_devices` makes). Episode as in "Episode '
+        f'throughput", T = {t}; env-steps/s are medians of {args.repeats} calls, the speed-up is '
+        "the median over the pairs of (one wall / sharded wall).",
+        "",
+        f"| B | one device (env-steps/s) | {n_dev} devices (env-steps/s) | speed-up |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['B']} | {r['one']:,.0f} | {r['all']:,.0f} | {r['speedup']:.2f}× |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not args.no_write:
+        write_section(KEY, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
