@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         # paired: each on-call against the off-call just before it (slow drifts of the machine's
         # load cancel), median over the pairs
         pairs = [off / on for off, on in zip(walls[False], walls[True], strict=True)]
+        print(f"B={b} walls off {[round(w, 3) for w in walls[False]]} "
+              f"on {[round(w, 3) for w in walls[True]]}", flush=True)  # fmt: skip
         row["overhead"] = 1.0 - statistics.median(pairs)
         row["interventions"] = LAST["interventions"]
         row["steps"] = int(LAST["steps"])
