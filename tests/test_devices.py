@@ -94,7 +94,18 @@ _TWO_DEVICES = textwrap.dedent(
     out["padded_shape"] = list(padded.pnl_total.shape)
     out["padded_equals_first_three"] = same(padded, jax.tree.map(lambda x: x[:3], sharded))
     out["batched_params_matter"] = not same(sharded_b, sharded)
-    res_t, tel = run(keys, 2, tel=4)
+    compiles = [0]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, *a, **k: compiles.__setitem__(0, compiles[0] + ("backend_compile" in name))
+    )
+    after_first = []
+    res_t, tel = E.run_batch(
+        keys, p, cfg, st, devices=2, telemetry_episodes=4, n_ticks=T, chunk_ticks=5,
+        on_chunk=lambda n: after_first.append(compiles[0]),
+    )
+    # the second chunk reuses the first chunk's program (same input layout: no compile)
+    out["compiles_after_first_chunk"] = after_first[-1] - after_first[0]
+    out["compiles_seen"] = compiles[0]
     out["telemetry_shape"] = list(tel.record.t.shape)
     last = np.asarray(tel.record.pnl_total)[:, -1]
     out["telemetry_matches_results"] = bool(np.array_equal(last, res_t.pnl_total))
@@ -106,8 +117,7 @@ _TWO_DEVICES = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def two_devices() -> dict:
+def _two_devices() -> dict:
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     env["JAX_PLATFORMS"] = "cpu"
@@ -119,28 +129,28 @@ def two_devices() -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
-def test_sharded_batch_equals_its_shards_run_alone(two_devices):
-    assert two_devices["n_devices"] == 2
-    assert two_devices["fills"] > 0  # the episodes trade, so the comparison is not vacuous
-    assert two_devices["sharded_equals_its_shards"]
-    assert two_devices["deterministic"]
-
-
-def test_batched_params_and_config_reach_the_shards(two_devices):
-    assert two_devices["batched_params_matter"]
-
-
-def test_sharded_batch_pads_and_drops_and_keeps_telemetry(two_devices):
-    assert two_devices["padded_shape"] == [3]
-    assert two_devices["padded_equals_first_three"]
-    assert two_devices["telemetry_shape"] == [4, 10]
-    assert two_devices["telemetry_matches_results"]
-    assert two_devices["telemetry_results_finite"]
-
-
-def test_compat_mc_harness_sharded_equals_unsharded(two_devices):
-    assert two_devices["mc_shape"] == [3]
-    assert two_devices["mc_equal"]
+def test_two_devices_sharded_batches_equal_their_shards_and_pad_and_record():
+    """One test (one subprocess: a module fixture would run once per xdist worker)."""
+    r = _two_devices()
+    assert r["n_devices"] == 2
+    # sharded = its shards run alone, bit for bit; deterministic; the episodes trade
+    assert r["fills"] > 0
+    assert r["sharded_equals_its_shards"]
+    assert r["deterministic"]
+    # batched params and config reach the shards
+    assert r["batched_params_matter"]
+    # padding: 3 episodes padded to 4, the copy dropped
+    assert r["padded_shape"] == [3]
+    assert r["padded_equals_first_three"]
+    # telemetry under sharding
+    assert r["telemetry_shape"] == [4, 10]
+    assert r["telemetry_matches_results"]
+    assert r["telemetry_results_finite"]
+    assert r["compiles_seen"] >= 1  # the listener sees compiles
+    assert r["compiles_after_first_chunk"] == 0
+    # `compat mc`'s harness sharded = unsharded (float64)
+    assert r["mc_shape"] == [3]
+    assert r["mc_equal"]
 
 
 def test_episode_mesh_sizes_and_bad_device_counts():

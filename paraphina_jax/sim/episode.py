@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from paraphina_jax.config.types import StrategyConfig
@@ -312,6 +312,15 @@ def _run_chunk(
     return sharded(carry, keys, params, cfg, t0)
 
 
+def _lay_out(carry: EpisodeCarry, mesh: Mesh | None) -> EpisodeCarry:
+    """The carry split over the mesh by episode, the same layout for every chunk call (the jit
+    cache keys on the inputs' shardings: a carry laid out differently would compile the chunk
+    program again)."""
+    if mesh is None:
+        return carry
+    return jax.device_put(carry, NamedSharding(mesh, P(devices_.AXIS)))
+
+
 def _as_keys(keys_or_seeds: Any) -> Array:
     k = np.asarray(keys_or_seeds)
     if k.ndim == 2 and k.shape[1] == 2:
@@ -421,6 +430,7 @@ def run_batch(
         carry = _init_batch(
             gk, gp, gc, cfg_axis=cfg_axis, p_axis=p_axis, static=static, n_rules=n_rules
         )
+        carry = _lay_out(carry, mesh)
         state.append([carry, gk, gp, gc, rec, [], mesh, size])
     for ci in range(n_chunks):
         t0 = jnp.asarray(ci * chunk_ticks, jnp.int32)
@@ -432,7 +442,7 @@ def run_batch(
                 shield_fn=shield_fn, controls_fn=controls_fn, n_ticks=n_ticks,
                 record=rec, record_proposed=record_proposed, unroll=unroll,
             )  # fmt: skip
-            g[0] = carry
+            g[0] = _lay_out(carry, mesh)
             if rec:
                 ys.append(jax.tree.map(lambda x, size=size: x[:size], jax.device_get(y)))
         if on_chunk is not None:
