@@ -3,8 +3,9 @@
 Episodes are independent, so a batch splits over devices along its leading `[B]` axis with no
 communication: each device runs the same chunk program on its `[B / D]` shard (`jax.shard_map`
 over a 1-D mesh named `episodes`), including the batch-level "is every episode still active"
-test, which stays local to a shard. Per-episode arithmetic does not depend on the shard, so a
-sharded batch gives the same results as the unsharded one.
+test, which stays local to a shard. A sharded batch gives exactly the results of its shards run
+alone (in float32, as for any change of batch size, the last bits can differ from one device
+running the whole batch).
 
 On a CPU the host is one device unless asked otherwise; XLA's own intra-op threads leave most of
 a multi-core CPU idle on the episode program (many small kernels), while one device per core,
@@ -71,19 +72,20 @@ def episode_mesh(devices: int | None, batch: int) -> Mesh | None:
     return Mesh(np.asarray(local[:d]), (AXIS,))
 
 
-def over_mesh(fn: Callable[..., Any], mesh: Mesh | None) -> Callable[..., Any]:
-    """`fn(batched, *shared)` run per shard: its first argument and its outputs are split along
-    their leading `[B]` axis over the mesh, the other arguments are replicated (B must be a
-    multiple of the mesh size: :func:`pad_rows`). `fn` itself when `mesh` is None."""
+def over_mesh(
+    fn: Callable[..., Any], mesh: Mesh | None, batched: tuple[bool, ...] = (True,)
+) -> Callable[..., Any]:
+    """`fn(*args)` run per shard: argument i is split along its leading `[B]` axis over the
+    mesh when `batched[i]` (missing entries: False = replicated), and so are the outputs (B must
+    be a multiple of the mesh size: :func:`pad_rows`). `fn` itself when `mesh` is None."""
     if mesh is None:
         return fn
-    b = PartitionSpec(AXIS)
+    b, rep = PartitionSpec(AXIS), PartitionSpec()
 
-    def sharded(batched: Any, *shared: Any) -> Any:
-        specs = (b,) + (PartitionSpec(),) * len(shared)
-        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=b, check_vma=False)(
-            batched, *shared
-        )
+    def sharded(*args: Any) -> Any:
+        flags = tuple(batched) + (False,) * (len(args) - len(batched))
+        specs = tuple(b if f else rep for f in flags)
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=b, check_vma=False)(*args)
 
     return sharded
 

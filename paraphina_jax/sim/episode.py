@@ -298,18 +298,8 @@ def _run_chunk(
     of the batch (`paraphina_jax.sim.devices`)."""
     _TRACES["chunk"] += 1
     body = partial(_chunk_body, **statics)
-    if mesh is None:
-        return body(carry, keys, params, cfg, t0)
-    b = P(devices_.AXIS)
-    specs = (
-        b,
-        b,
-        b if statics["p_axis"] == 0 else P(),
-        b if statics["cfg_axis"] == 0 else P(),
-        P(),
-    )
-    sharded = jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=b, check_vma=False)
-    return sharded(carry, keys, params, cfg, t0)
+    batched = (True, True, statics["p_axis"] == 0, statics["cfg_axis"] == 0, False)
+    return devices_.over_mesh(body, mesh, batched)(carry, keys, params, cfg, t0)
 
 
 def _lay_out(carry: EpisodeCarry, mesh: Mesh | None) -> EpisodeCarry:
