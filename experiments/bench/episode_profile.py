@@ -181,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in parts.items():
         print(f"  {v:6.2f} µs  {100 * v / total:5.1f} %  {k}")
     print(f"top {args.top} kernels:")
-    kernels = [kv for kv in kernels if args.only in kv[2]]
+    kernels = [
+        kv
+        for kv in kernels
+        if args.only in kv[2] or (args.only == "(driver)" and "S_" not in kv[2])
+    ]
     for k, v, op in kernels[: args.top]:
         print(f"  {v:6.2f} µs  {k:36s} {op[-90:]}")
     return 0
