@@ -12,9 +12,10 @@ value itself (`float((bits >>> (w − 1)) | 1)`), so neither constant folding no
 `x / broadcast(s) → x · (1/s)` rewrite can remove it. The division is exact: floats divide as
 they are (IEEE: x / 1 = x, −0, ±inf, subnormals and quiet-NaN payloads included) and bools as
 float 0/1, and these vectorise. Integers take an integer division by a runtime 1 instead, which
-has no SIMD form on x86 and so runs the producer kernel as scalar code: keep integer
-materialisations few. Use it only where a
-profile shows a producer re-derived by several kernels; it costs one pass over `x`.
+has no SIMD form on x86 and so runs the producer kernel as scalar code. :func:`materialize_bits`
+is the integer division on any value's bits (the boundary used before float division, kept
+where it measured faster). Use either only where a profile shows a producer re-derived by
+several kernels; it costs one pass over `x`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,22 @@ def materialize(x: Array) -> Array:
     if jnp.issubdtype(dt, jnp.integer):
         return _materialize_int(x)
     return _div_one(x)
+
+
+def materialize_bits(x: Array) -> Array:
+    """:func:`materialize` through an integer division of the value's bits (any dtype), for
+    producers whose kernel XLA runs as scalar code anyway: a float division there was measured
+    slower (the shield facts)."""
+    x = jnp.asarray(x)
+    if x.size == 0:
+        return x
+    dt = jnp.dtype(x.dtype)
+    if dt == jnp.bool_:
+        return _materialize_int(x.astype(jnp.uint8)) != 0
+    if jnp.issubdtype(dt, jnp.integer):
+        return _materialize_int(x)
+    it = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[dt.itemsize]
+    return lax.bitcast_convert_type(_materialize_int(lax.bitcast_convert_type(x, it)), dt)
 
 
 def materialize_tree(tree: Any) -> Any:
