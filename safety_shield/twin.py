@@ -24,13 +24,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from paraphina_jax.config.types import StrategyConfig
 from paraphina_jax.strategy.types import StrategyState, TickOutput
-from paraphina_jax.utils.fusion import materialize_bits
+from paraphina_jax.utils.fusion import materialize_tree
 from safety_shield.twin_rules import (
     PIPELINE,
     Ctx,
@@ -255,8 +254,7 @@ def _shield(
     fdt = state.venues.mid.dtype
     # The facts are read by every rule's kernel: computed once (the exposures and the MM slots
     # would otherwise be re-derived inside each of them).
-    # (the bit-level boundary: the float division one was measured slower here)
-    facts = jax.tree.map(materialize_bits, facts_from_state(state, view, cfg))
+    facts = materialize_tree(facts_from_state(state, view, cfg))
     valid, side, size, price = blocks_from_actions(out, fdt)
     c = make_ctx(side, price, cfg, fdt)
     v, s, word = shield_blocks(facts, valid, size, c, cfg)

@@ -5,17 +5,12 @@ CPU there are no multi-output fusions), so a value with a long elementwise histo
 plan, a slot mask cleared fill by fill) read by several kernels is re-derived in each of them.
 `lax.optimization_barrier` does not stop this on XLA:CPU: it is expanded before fusion.
 
-:func:`materialize` passes the value through a floating-point division by a runtime 1. XLA counts
-a division as expensive and does not duplicate it into several consumers, so the value is
-computed once into a buffer that its readers load. The divisor is derived elementwise from the
-value itself (`float((bits >>> (w − 1)) | 1)`), so neither constant folding nor the
-`x / broadcast(s) → x · (1/s)` rewrite can remove it. The division is exact: floats divide as
-they are (IEEE: x / 1 = x, −0, ±inf, subnormals and quiet-NaN payloads included) and bools as
-float 0/1, and these vectorise. Integers take an integer division by a runtime 1 instead, which
-has no SIMD form on x86 and so runs the producer kernel as scalar code. :func:`materialize_bits`
-is the integer division on any value's bits (the boundary used before float division, kept
-where it measured faster). Use either only where a profile shows a producer re-derived by
-several kernels; it costs one pass over `x`.
+:func:`materialize` passes the value through an integer division by a runtime 1 (the value's
+bits, divided by 1, bitcast back: the identity on every input, NaN payloads and −0 included).
+XLA counts a division as expensive and does not duplicate it into several consumers, so the
+value is computed once into a buffer that its readers load. The divisor is derived from the
+value itself (`(bits >>> (w − 1)) | 1`), so no constant folding can remove it. Use it only
+where a profile shows a producer re-derived by several kernels; it costs one pass over `x`.
 """
 
 from __future__ import annotations
@@ -28,22 +23,18 @@ from jax import lax
 
 Array = Any
 
-
-def _div_one(f: Array) -> Array:
-    """`f / 1` with the 1 computed from `f`'s own bits (floating `f`)."""
-    it = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(f.dtype).itemsize]
-    bits = lax.bitcast_convert_type(f, it)
-    w = jnp.iinfo(it).bits
-    one = lax.shift_right_logical(bits, jnp.asarray(w - 1, it)) | jnp.asarray(1, it)
-    return f / one.astype(f.dtype)
+_INT_OF = {1: jnp.uint8, 2: jnp.int16, 4: jnp.int32, 8: jnp.int64}
 
 
-def _materialize_int(x: Array) -> Array:
-    """Integer `x` through an integer division by a runtime 1 (one kernel reads `x`; an integer
-    split into float-exact chunks would be read by two, which re-derives it twice)."""
-    w = jnp.iinfo(x.dtype).bits
-    one = lax.shift_right_logical(x, jnp.asarray(w - 1, x.dtype)) | jnp.asarray(1, x.dtype)
-    return lax.div(x, one)
+def _as_int(x: Array) -> tuple[Array, Any]:
+    """`(integer view of x, how to turn it back)`."""
+    dt = jnp.dtype(x.dtype)
+    if dt == jnp.bool_:
+        return x.astype(jnp.uint8), lambda y: y != 0
+    if jnp.issubdtype(dt, jnp.integer):
+        return x, lambda y: y
+    it = _INT_OF[dt.itemsize]
+    return lax.bitcast_convert_type(x, it), lambda y: lax.bitcast_convert_type(y, dt)
 
 
 def materialize(x: Array) -> Array:
@@ -55,28 +46,13 @@ def materialize(x: Array) -> Array:
     x = jnp.asarray(x)
     if x.size == 0:
         return x
-    dt = jnp.dtype(x.dtype)
-    if dt == jnp.bool_:
-        return _div_one(x.astype(jnp.float32)) != 0
-    if jnp.issubdtype(dt, jnp.integer):
-        return _materialize_int(x)
-    return _div_one(x)
-
-
-def materialize_bits(x: Array) -> Array:
-    """:func:`materialize` through an integer division of the value's bits (any dtype), for
-    producers whose kernel XLA runs as scalar code anyway: a float division there was measured
-    slower (the shield facts)."""
-    x = jnp.asarray(x)
-    if x.size == 0:
-        return x
-    dt = jnp.dtype(x.dtype)
-    if dt == jnp.bool_:
-        return _materialize_int(x.astype(jnp.uint8)) != 0
-    if jnp.issubdtype(dt, jnp.integer):
-        return _materialize_int(x)
-    it = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[dt.itemsize]
-    return lax.bitcast_convert_type(_materialize_int(lax.bitcast_convert_type(x, it)), dt)
+    xi, back = _as_int(x)
+    anchor = jnp.ravel(xi)[0]
+    width = jnp.iinfo(xi.dtype).bits
+    one = lax.shift_right_logical(anchor, jnp.asarray(width - 1, xi.dtype)) | jnp.asarray(
+        1, xi.dtype
+    )
+    return back(lax.div(xi, one))
 
 
 def materialize_tree(tree: Any) -> Any:
