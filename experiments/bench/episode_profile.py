@@ -173,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ticks", type=int, default=16)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--shield", action="store_true", help="with the safety shield plugged in")
-    ap.add_argument("--only", default="", help="list only kernels whose op_name has this text")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="list only kernels whose op_name has this text ('(driver)': those of no component)",
+    )
     args = ap.parse_args(argv)
     parts, kernels = profile(args.batch, args.ticks, args.shield)
     total = sum(parts.values())
