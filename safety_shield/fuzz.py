@@ -21,7 +21,7 @@ import numpy as np
 
 from paraphina_jax.config.types import StrategyConfig
 from safety_shield.checks import GRID_TOL, SIZE_RTOL, SUM_ATOL, SUM_RTOL
-from safety_shield.twin_rules import basis_per_venue, venue_blocked
+from safety_shield.twin_rules import basis_per_venue, shield_params, venue_blocked
 from safety_shield.types import (
     IOC_STEP_FLOOR,
     KIND_EXIT,
@@ -184,7 +184,8 @@ def count_violations(
 
     regime_ok = (f.risk_regime == 0) | (f.risk_regime == 1)
     c[RULE_HARD_LIMIT_QUOTES] = jnp.where(regime_ok, 0, cnt(v & is_mm))
-    c[RULE_VENUE_HEALTH] = cnt(v & venue_blocked(f, cfg)[ven])
+    blocked = venue_blocked(f, shield_params(cfg, fdt, f.mid_age_ms.dtype))
+    c[RULE_VENUE_HEALTH] = cnt(v & blocked[ven])
     ask, bid = f.book_ask[ven], f.book_bid[ven]
     passive = jnp.where(
         jnp.asarray(layout.mm_side == 0),

@@ -3,8 +3,16 @@
 
 The flat `[K]` list (K = 7N, safety_shield/types.py) is held as a `[7, N]` block array
 (`types.block_index`), one row per kind and MM side, so that per-venue facts broadcast as `[N]`
-rows and per-kind constants as static `[7, 1]` columns: no gather and no concatenation per rule.
-Each rule is `(facts, valid, size, ctx, cfg) -> (valid, size)`; prices are never edited, and
+rows and per-kind constants as static columns: no gather and no concatenation per rule.
+
+Every array here carries a trailing **lane** axis `L` (the environments of a batch, or 1 for
+one environment): blocks are `[7, N, L]`, per-venue facts and parameters `[N, L]` (or
+`[N, 1]`), per-environment scalars `[L]` (or `[1]`), static per-row columns `[7, 1, 1]`. With
+the batch innermost, XLA on CPU vectorises the rules along the batch instead of along the
+5-wide venue axis (:mod:`safety_shield.twin` moves the batch there). Indexing and stacking act
+on the leading axes only, so the rules read as per-environment code.
+
+Each rule is `(facts, valid, size, ctx, params) -> (valid, size)`; prices are never edited, and
 sizes of dropped entries are left as they are (every later use is masked by `valid`). The limit
 budgets' running totals are explicit sums in layout order on static slices (the reference's
 cumulative sum, addition for addition). The pipeline that runs them is :mod:`safety_shield.twin`.
@@ -51,8 +59,8 @@ Array = Any
 
 
 def _col(mask: np.ndarray) -> np.ndarray:
-    """A static per-row `[7]` array as a `[7, 1]` column (broadcasts over venues)."""
-    return np.asarray(mask)[:, None]
+    """A static per-row `[7]` array as a `[7, 1, 1]` column (broadcasts over venues and lanes)."""
+    return np.asarray(mask)[:, None, None]
 
 
 IS_MM = _col((BLOCK_KIND == KIND_PLACE) | (BLOCK_KIND == KIND_QUOTE))
@@ -81,17 +89,54 @@ def to_flat(b: Array) -> Array:
 # ---------------------------------------------------------------------------------------------
 
 
-def _venue_stale_ms(cfg: StrategyConfig) -> Array:
+class ShieldParams(NamedTuple):
+    """The config values the rules read, cast to the types the rules compare them in (per
+    environment: `[N]` or `[]`; the leaves may be traced, e.g. a batch of configs)."""
+
+    lot: Array  # [N] f  lot size
+    size_step: Array  # [N] f
+    max_order: Array  # [N] f  max order size (TAO)
+    min_notional: Array  # [N] f  USD
+    stale_ms: Array  # [N] i  book staleness threshold (override, else book_stale_ms)
+    tox_high: Array  # [] f  TOX_HIGH
+    ex_cap: Array  # [] f  exit per-venue cap per tick
+    hd_cap: Array  # [] f  hedge per-venue cap per tick
+    b_ex: Array  # [] f  exit total per tick (clean budget)
+    b_hd: Array  # [] f  HEDGE_MAX_STEP (clean budget)
+    liq_crit: Array  # [] f  LIQ_CRIT (σ)
+    loss_floor: Array  # [] f  −|daily_loss_limit|
+
+
+def shield_params(cfg: StrategyConfig, fdt: Any, idt: Any) -> ShieldParams:
+    """:class:`ShieldParams` of `cfg` (`fdt`: the order float dtype, `idt`: the ms int dtype)."""
     ov = jnp.asarray(cfg.venues.stale_override_ms)
-    return jnp.where(ov >= 0, ov, jnp.asarray(cfg.book.book_stale_ms, ov.dtype))
+    stale = jnp.where(ov >= 0, ov, jnp.asarray(cfg.book.book_stale_ms, ov.dtype))
+
+    def f(x: Any) -> Array:
+        return jnp.asarray(x).astype(fdt)
+
+    return ShieldParams(
+        lot=f(cfg.venues.lot_size),
+        size_step=f(cfg.venues.size_step),
+        max_order=f(cfg.venues.max_order_size),
+        min_notional=f(cfg.venues.min_notional_usd),
+        stale_ms=stale.astype(idt),
+        tox_high=f(cfg.toxicity.tox_high_threshold),
+        ex_cap=f(cfg.exit.max_venue_tao_per_tick),
+        hd_cap=f(cfg.hedge.max_venue_tao_per_tick),
+        b_ex=clean_budget(cfg.exit.max_total_tao_per_tick, fdt),
+        b_hd=clean_budget(cfg.hedge.max_step, fdt),
+        liq_crit=f(cfg.risk.liq_crit_sigma),
+        loss_floor=-jnp.abs(f(cfg.risk.daily_loss_limit)),
+    )
 
 
-def venue_blocked(facts: ShieldFacts, cfg: StrategyConfig) -> Array:
+def venue_blocked(facts: ShieldFacts, p: ShieldParams) -> Array:
     """[N] bool: disabled / deviation-disabled / toxic / stale / out venues."""
     status_ok = (facts.status == STATUS_HEALTHY) | (facts.status == STATUS_WARNING)
-    toxic = ~(facts.toxicity < cfg.toxicity.tox_high_threshold)
+    toxic = ~(facts.toxicity < p.tox_high)
     age = facts.mid_age_ms
-    stale = (age < 0) | (age > _venue_stale_ms(cfg).astype(age.dtype))
+    stale = (age < 0) | (age > p.stale_ms)
     return ~status_ok | facts.dev_disabled | toxic | stale | facts.outage
 
 
@@ -161,12 +206,13 @@ class Ctx(NamedTuple):
     step: Array  # [7, N] f  MM rows: max(lot, 1e-9); IOC rows: max(size_step, lot, 1e-12)
     eps: float  # grid tolerance of the dtype
     rtol: float  # budget tolerance of the dtype
+    kill_best_effort: bool  # the §16.5 bounded reduce-only kill exit is allowed (static)
 
 
-def make_ctx(side: Array, price: Array, cfg: StrategyConfig, fdt: Any) -> Ctx:
+def make_ctx(side: Array, price: Array, p: ShieldParams, fdt: Any, kill_best_effort: bool) -> Ctx:
     """The rules' context from the `[7, N]` side codes and prices."""
-    lot = jnp.asarray(cfg.venues.lot_size).astype(fdt)
-    stp = jnp.asarray(cfg.venues.size_step).astype(fdt)
+    lot = p.lot
+    stp = p.size_step
     mm_step = jnp.fmax(lot, MM_LOT_FLOOR)
     ioc_step = jnp.fmax(jnp.fmax(stp, lot), IOC_STEP_FLOOR)
     eps, rtol = tolerances(fdt)
@@ -178,6 +224,7 @@ def make_ctx(side: Array, price: Array, cfg: StrategyConfig, fdt: Any) -> Ctx:
         step=jnp.where(IS_MM, mm_step, ioc_step),
         eps=eps,
         rtol=rtol,
+        kill_best_effort=bool(kill_best_effort),
     )
 
 
@@ -208,23 +255,23 @@ def _need(subject: Array, size: Array, unit: Array | None) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------
-# Rules (mirror safety_shield.rules, same names): (facts, valid, size, ctx, cfg) -> (valid, size)
+# Rules (mirror safety_shield.rules, same names): (facts, valid, size, ctx, params) -> (valid, size)
 # on [7, N] blocks; sizes of dropped entries are left as they are.
 # ---------------------------------------------------------------------------------------------
 
 Blocks = tuple[Array, Array]  # (valid [7, N] bool, size [7, N] f)
 
 
-def rule_non_finite(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_non_finite(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """Non-finite price/size or a side code other than ±1 ⇒ dropped."""
     return v & jnp.isfinite(s) & jnp.isfinite(c.price) & c.side_ok, s
 
 
-def rule_kill_switch(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_kill_switch(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """Kill ⇒ nothing new; one bounded reduce-only kill exit (the first allowed) if enabled."""
     killed = f.kill_switch
     v = v & jnp.where(killed, IS_KE, ~IS_KE)
-    ke = v[0] & (c.side[0] * f.position_tao < 0.0) & bool(cfg.flags.kill_best_effort) & killed
+    ke = v[0] & (c.side[0] * f.position_tao < 0.0) & c.kill_best_effort & killed
     seen = jnp.zeros_like(ke[0])
     first = []
     for i in range(ke.shape[0]):
@@ -236,18 +283,18 @@ def rule_kill_switch(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Bl
     return jnp.where(IS_KE, v0, v), jnp.where(IS_KE, s0, s)
 
 
-def rule_hard_limit_quotes(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_hard_limit_quotes(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """HardLimit (or an unknown regime) ⇒ no quotes, no places."""
     regime_ok = (f.risk_regime == REGIME_NORMAL) | (f.risk_regime == REGIME_WARNING)
     return v & (regime_ok | ~IS_MM), s
 
 
-def rule_venue_health(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_venue_health(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """Nothing new on a disabled / stale / toxic / out venue."""
-    return v & ~venue_blocked(f, cfg), s
+    return v & ~venue_blocked(f, p), s
 
 
-def rule_passivity(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_passivity(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """Maker orders never cross the true book (buy < ask, sell > bid)."""
     ask, bid = f.book_ask, f.book_bid
     passive = jnp.where(
@@ -256,53 +303,48 @@ def rule_passivity(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Bloc
     return v & (passive | ~IS_MM), s
 
 
-def rule_order_size(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_order_size(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """≤ max order size, on the lot/step grid, ≥ lot, price > 0, ≥ min notional."""
-    fdt = s.dtype
-    mx = jnp.asarray(cfg.venues.max_order_size).astype(fdt)
-    mn = jnp.asarray(cfg.venues.min_notional_usd).astype(fdt)
+    mx, mn = p.max_order, p.min_notional
     s = on_grid(jnp.fmin(s, mx), c.step, c.eps)
     ok = (s >= c.lot) & (s > 0.0) & (c.price > 0.0) & (s * c.price >= mn)
     return v & ok, s
 
 
-def rule_ioc_caps(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_ioc_caps(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """Exit and hedge per-venue and per-tick caps."""
-    fdt = s.dtype
-    ex_cap = jnp.asarray(cfg.exit.max_venue_tao_per_tick, fdt)
-    hd_cap = jnp.asarray(cfg.hedge.max_venue_tao_per_tick, fdt)
+    ex_cap, hd_cap = p.ex_cap, p.hd_cap
     s = jnp.fmin(s, jnp.where(IS_EX, ex_cap, jnp.where(IS_HD, hd_cap, jnp.inf)))
     v = v & (s > 0.0)
-    b_ex = clean_budget(cfg.exit.max_total_tao_per_tick, fdt)
-    b_hd = clean_budget(cfg.hedge.max_step, fdt)
+    b_ex, b_hd = p.b_ex, p.b_hd
     subject = v & (IS_EX | IS_HD)
     excl = excl_by_venue(_need(subject, s, None))
     return budget_cut(v, s, subject, None, excl, jnp.where(IS_HD, b_hd, b_ex), c)
 
 
-def liq_critical(f: ShieldFacts, cfg: Any) -> Array:
+def liq_critical(f: ShieldFacts, p: ShieldParams) -> Array:
     """[N] bool: dist_liq ≤ LIQ_CRIT (NaN counts as critical)."""
-    return ~(f.dist_liq_sigma > cfg.risk.liq_crit_sigma)
+    return ~(f.dist_liq_sigma > p.liq_crit)
 
 
-def delta_breach(f: ShieldFacts, cfg: Any) -> Array:
+def delta_breach(f: ShieldFacts, p: ShieldParams) -> Array:
     """[] bool: |Δ$| ≥ L_delta (NaN counts as a breach)."""
     return ~(jnp.abs(f.dollar_delta_usd) < f.delta_limit_usd)
 
 
-def basis_breach(f: ShieldFacts, cfg: Any) -> Array:
+def basis_breach(f: ShieldFacts, p: ShieldParams) -> Array:
     """[] bool: |B| ≥ B_hard (NaN counts as a breach)."""
     return ~(jnp.abs(f.basis_usd) < f.basis_limit_hard_usd)
 
 
-def loss_breach(f: ShieldFacts, cfg: Any) -> Array:
+def loss_breach(f: ShieldFacts, p: ShieldParams) -> Array:
     """[] bool: daily PnL at or below −daily_loss_limit (NaN counts as a breach)."""
-    return ~(f.daily_pnl_total > -abs(cfg.risk.daily_loss_limit))
+    return ~(f.daily_pnl_total > p.loss_floor)
 
 
-def rule_liquidation(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_liquidation(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """dist_liq ≤ LIQ_CRIT ⇒ only reductions of that venue's position, ≤ |q_v|."""
-    crit = liq_critical(f, cfg)  # [N]
+    crit = liq_critical(f, p)  # [N]
     v = v & ~(crit & ~(c.side * f.position_tao < 0.0))
     subject = v & crit & BUDGETED
     excl = excl_by_kind(_need(subject, s, None))
@@ -319,30 +361,30 @@ class GlobalLimit(NamedTuple):
     budget: Array  # [] f  (clean_budget)
 
 
-def delta_terms(f: ShieldFacts, c: Ctx, cfg: Any) -> GlobalLimit:
+def delta_terms(f: ShieldFacts, c: Ctx, p: ShieldParams) -> GlobalLimit:
     """|Δ$| ≥ L_delta ⇒ nothing adding to the delta; reductions ≤ the position."""
     fdt = c.price.dtype
     d = jnp.where(f.dollar_delta_usd < 0, -1.0, 1.0).astype(fdt)
     budget = clean_budget(d * f.q_global_tao, fdt)
-    return GlobalLimit(delta_breach(f, cfg), c.side * d < 0.0, None, budget)
+    return GlobalLimit(delta_breach(f, p), c.side * d < 0.0, None, budget)
 
 
-def basis_terms(f: ShieldFacts, c: Ctx, cfg: Any) -> GlobalLimit:
+def basis_terms(f: ShieldFacts, c: Ctx, p: ShieldParams) -> GlobalLimit:
     """|B| ≥ B_hard ⇒ nothing growing |B|; reductions move B by ≤ |B|."""
     fdt = c.price.dtype
     bb = f.basis_usd
     d = jnp.where(bb < 0, -1.0, 1.0).astype(fdt)
     b = basis_per_venue(f)  # [N]
     budget = clean_budget(jnp.abs(bb), fdt)
-    return GlobalLimit(basis_breach(f, cfg), d * c.side * b <= 0.0, jnp.abs(b), budget)
+    return GlobalLimit(basis_breach(f, p), d * c.side * b <= 0.0, jnp.abs(b), budget)
 
 
-def loss_terms(f: ShieldFacts, c: Ctx, cfg: Any) -> GlobalLimit:
+def loss_terms(f: ShieldFacts, c: Ctx, p: ShieldParams) -> GlobalLimit:
     """Loss limit hit ⇒ only orders reducing |q_t|, together ≤ |q_t|."""
     fdt = c.price.dtype
     qt = f.q_global_tao
     budget = clean_budget(jnp.abs(qt), fdt)
-    return GlobalLimit(loss_breach(f, cfg), c.side * qt < 0.0, None, budget)
+    return GlobalLimit(loss_breach(f, p), c.side * qt < 0.0, None, budget)
 
 
 def _global_limit(g: GlobalLimit, v: Array, s: Array, c: Ctx) -> Blocks:
@@ -355,19 +397,19 @@ def _global_limit(g: GlobalLimit, v: Array, s: Array, c: Ctx) -> Blocks:
     return jnp.where(g.breach, v1, v), jnp.where(g.breach, s1, s)
 
 
-def rule_delta_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_delta_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """|Δ$| ≥ L_delta ⇒ nothing adding to the delta; reductions ≤ the position."""
-    return _global_limit(delta_terms(f, c, cfg), v, s, c)
+    return _global_limit(delta_terms(f, c, p), v, s, c)
 
 
-def rule_basis_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_basis_limit(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """|B| ≥ B_hard ⇒ nothing growing |B|; reductions move B by ≤ |B|."""
-    return _global_limit(basis_terms(f, c, cfg), v, s, c)
+    return _global_limit(basis_terms(f, c, p), v, s, c)
 
 
-def rule_daily_loss(f: ShieldFacts, v: Array, s: Array, c: Ctx, cfg: Any) -> Blocks:
+def rule_daily_loss(f: ShieldFacts, v: Array, s: Array, c: Ctx, p: ShieldParams) -> Blocks:
     """Loss limit hit ⇒ only orders reducing |q_t|, together ≤ |q_t|."""
-    return _global_limit(loss_terms(f, c, cfg), v, s, c)
+    return _global_limit(loss_terms(f, c, p), v, s, c)
 
 
 # (rule index, rule function): the reference's pipeline, rule for rule (same names)
