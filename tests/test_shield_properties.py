@@ -264,3 +264,36 @@ def test_shield_batch_benign_and_hostile_equal_reference(hostile):
         tw_out, tw_counts = jax.tree.map(np.asarray, hook(*args))
     assert_trees_equal(ref_out, tw_out)
     assert np.array_equal(ref_rec.interventions, tw_counts)
+
+
+def test_shield_lanes_batching_equals_one_environment():
+    """The twin's core batches lane-last (`safety_shield.twin.shield_core`, a custom_vmap): a
+    doubly vmapped hook ([2, 3] environments), and a vmap over the actions only (state and book
+    shared, so part of the inputs are unbatched and broadcast), equal one-environment calls
+    bit for bit, counts included; the kill-exit flag (static) is honoured in both paths."""
+    for cfg in (CFG, CFG_BEST_EFFORT):
+        cases = [
+            make_case(500 + i, CASES[i % len(CASES)], reckless=i % 2 == 0, breach=i == 4)
+            for i in range(6)
+        ]
+        stack = lambda xs: jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *xs)  # noqa: E731
+        with enable_x64():
+
+            def one(s, o, v, cfg=cfg):
+                return twin.shield_hook(s, o, v, cfg)
+
+            singles = [jax.tree.map(np.asarray, jax.jit(one)(c[0], c[2], c[1])) for c in cases]
+            states, views, outs = (stack([c[k] for c in cases]) for k in (0, 1, 2))
+            grid = jax.tree.map(lambda x: x.reshape((2, 3) + x.shape[1:]), (states, outs, views))
+            nested = jax.jit(jax.vmap(jax.vmap(one)))(*grid)
+            nested = jax.tree.map(lambda x: np.asarray(x).reshape((6,) + x.shape[2:]), nested)
+            shared = jax.jit(jax.vmap(one, in_axes=(None, 0, None)))(cases[0][0], outs, cases[0][1])
+            shared = jax.tree.map(np.asarray, shared)
+            solo = [
+                jax.tree.map(np.asarray, jax.jit(one)(cases[0][0], c[2], cases[0][1]))
+                for c in cases
+            ]
+        for i in range(6):
+            assert_trees_equal(singles[i], jax.tree.map(lambda x, i=i: x[i], nested))
+            assert_trees_equal(solo[i], jax.tree.map(lambda x, i=i: x[i], shared))
+        assert sum(int(s[1].sum()) for s in singles) > 0  # the shield did intervene
