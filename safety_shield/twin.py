@@ -161,8 +161,13 @@ def counts_of(word: Array) -> Array:
 
 def venue_mask_of(word: Array) -> Array:
     """`[R, N, *L]` bool venues where each rule changed something (`word`: `[7, N, *L]`)."""
-    bits = RULE_BITS.reshape((-1,) + (1,) * word.ndim)
-    return jnp.any((word[None] & bits) != 0, axis=1)
+    # OR distributes over AND: a rule touched venue v in some row iff its bits meet the OR of
+    # that venue's words over the rows (explicit ORs: no reduction over a leading axis).
+    orw = word[0]
+    for r in range(1, word.shape[0]):
+        orw = orw | word[r]
+    bits = RULE_BITS.reshape((-1,) + (1,) * (word.ndim - 1))
+    return (orw[None] & bits) != 0
 
 
 def _lanes_core(
@@ -183,6 +188,9 @@ def _lanes_core(
     size, price = jnp.where(valid, size, zero), jnp.where(valid, price, zero)
     c = make_ctx(side, price, p, size.dtype, kill_best_effort)
     v, s, word = shield_blocks(facts, valid, size, c, p)
+    # read by the counts and the venue masks: computed once (each would re-derive every
+    # pipeline step's comparisons per element it reads)
+    word = materialize(word)
     return v, s, word, counts_of(word), price
 
 
