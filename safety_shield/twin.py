@@ -7,13 +7,15 @@ exactly the reference's decisions (masks and counts equal) and the same sizes bi
 
 Speed (experiments/bench/shield_micro.py, shield_overhead.py): the rules work on `[7, N]` blocks
 (:mod:`safety_shield.twin_rules`) with the batch as a trailing lane axis: the pipeline is a
-`jax.custom_batching.custom_vmap` function (:func:`shield_core`) whose batching rule moves the
-batch axis of its inputs last and runs the rules once on `[7, N, B]` arrays (one environment
-runs as `B = 1`). Vmapped the ordinary way, XLA on CPU would vectorise each rule along the
-innermost, 5-wide venue axis. The state between rules is `(valid, size)`; bit e of an
-entry's `[7, N]` int32 change word says that pipeline step e dropped or resized it, and the
-per-rule counts are one reduction of the words. XLA on CPU has no multi-output fusion: a value
-read by several fused consumers, or at other entries (running totals), is recomputed in each.
+`jax.custom_batching.custom_vmap` function (:func:`shield_core`, via
+`paraphina_jax.utils.lanes.lanes_last`) whose batching rule moves the batch axis of its inputs
+last and runs the rules once on `[7, N, B]` arrays (one environment runs as `B = 1`). Vmapped the
+ordinary way, XLA on CPU would vectorise each rule along the innermost, 5-wide venue axis. The
+state between rules is `(valid, size)`; bit e of an entry's `[7, N]` int32 change word says that
+pipeline step e dropped or resized it; the words are written once and read by the per-rule
+counts (explicit adds over the entries) and venue masks. XLA on CPU has no multi-output
+fusion: a value read by several fused consumers, or at other entries (running totals), is
+recomputed in each.
 So after every rule with running totals (and at the end) the state is materialised as ONE
 array, the size or −1 where dropped (:func:`_snapshot`): one kernel evaluates the rule, and the
 change bits of those steps are read off consecutive snapshots instead of re-evaluating it.
@@ -29,13 +31,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from paraphina_jax.config.types import StrategyConfig
 from paraphina_jax.strategy.types import StrategyState, TickOutput
 from paraphina_jax.utils.fusion import materialize_tree
+from paraphina_jax.utils.lanes import lanes_last
 from safety_shield.twin_rules import (
     PIPELINE,
     Ctx,
@@ -197,28 +199,7 @@ def _lanes_core(
 @functools.cache
 def _core_fn(kill_best_effort: bool) -> Any:
     """:func:`shield_core` for one value of the static kill-exit flag."""
-
-    def one(*args: Any) -> Any:  # one environment: a lane axis of 1
-        lanes = jax.tree.map(lambda x: jnp.asarray(x)[..., None], args)
-        out = _lanes_core(*lanes, kill_best_effort)
-        return jax.tree.map(lambda x: x[..., 0], out)
-
-    core = jax.custom_batching.custom_vmap(one)
-
-    @core.def_vmap
-    def _batched(axis_size: int, in_batched: Any, *args: Any) -> Any:
-        def lane(x: Array, batched: bool) -> Array:
-            x = jnp.asarray(x)
-            if batched:
-                return jnp.moveaxis(x, 0, -1)
-            return jnp.broadcast_to(x[..., None], (*x.shape, axis_size))
-
-        lanes = jax.tree.map(lane, args, tuple(in_batched))
-        out = _lanes_core(*lanes, kill_best_effort)
-        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), out)
-        return out, jax.tree.map(lambda _: True, out)
-
-    return core
+    return lanes_last(functools.partial(_lanes_core, kill_best_effort=kill_best_effort))
 
 
 def shield_core(
