@@ -211,7 +211,7 @@ def shield_core(
     price: Array,
     kill_best_effort: bool,
 ) -> tuple[Array, Array, Array, Array, Array]:
-    """:data:`PIPELINE` on one environment's `[7, N]` blocks (sizes of invalid entries 0).
+    """:data:`PIPELINE` on one environment's `[7, N]` blocks (invalid entries are zeroed).
 
     Returns `(valid, size, word)` `[7, N]` (:func:`shield_blocks`), the counts per rule `[R]`
     int32 and the prices `[7, N]` (0 where not valid on input). Under `jax.vmap` the whole
