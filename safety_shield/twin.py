@@ -132,7 +132,7 @@ def counts_of(word: Array) -> Array:
     set; `L`: optional lane axes).
 
     The bits are spread into fields wide enough to count 7N entries, as many per int32 as fit,
-    summed over the entries in one reduction, and the fields read back."""
+    summed over the entries, and the fields read back."""
     width = int(word.shape[0] * word.shape[1]).bit_length()
     per_int = 30 // width
     e_n = N_STEPS
@@ -173,19 +173,14 @@ def venue_mask_of(word: Array) -> Array:
 
 
 def _lanes_core(
-    facts: ShieldFacts,
-    p: ShieldParams,
-    valid: Array,
-    side: Array,
-    size: Array,
-    price: Array,
-    kill_best_effort: bool,
+    facts: ShieldFacts, p: ShieldParams, blocks: tuple[Any, ...], kill_best_effort: bool
 ) -> tuple[Array, Array, Array, Array, Array]:
-    """The pipeline on lane-last inputs (blocks `[7, N, L]`, or tuples of 7 `[N, L]` rows,
-    stacked here so the stack writes the lanes layout): `(valid, size, word)` `[7, N, L]`,
-    counts `[R, L]` and the prices `[7, N, L]`. Entries that are not valid get size = price = 0
-    (as `safety_shield.reference.flatten_actions`)."""
-    valid, side, size, price = (jnp.stack(x) for x in (valid, side, size, price))
+    """The pipeline on lane-last inputs; `blocks` = `(valid, side, size, price)`, each
+    `[7, N, L]` or a tuple of 7 `[N, L]` rows (stacked here, so the stack writes the lanes
+    layout). Returns `(valid, size, word)` `[7, N, L]`, counts `[R, L]` and the prices
+    `[7, N, L]`. Entries that are not valid get size = price = 0 (as
+    `safety_shield.reference.flatten_actions`)."""
+    valid, side, size, price = (jnp.stack(x) for x in blocks)
     zero = jnp.zeros((), size.dtype)
     size, price = jnp.where(valid, size, zero), jnp.where(valid, price, zero)
     c = make_ctx(side, price, p, size.dtype, kill_best_effort)
@@ -216,7 +211,7 @@ def shield_core(
     Returns `(valid, size, word)` `[7, N]` (:func:`shield_blocks`), the counts per rule `[R]`
     int32 and the prices `[7, N]` (0 where not valid on input). Under `jax.vmap` the whole
     batch runs lane-last (module docstring). The blocks may be given as tuples of 7 `[N]` rows."""
-    return _core_fn(bool(kill_best_effort))(facts, p, valid, side, size, price)
+    return _core_fn(bool(kill_best_effort))(facts, p, (valid, side, size, price))
 
 
 # ---------------------------------------------------------------------------------------------
