@@ -165,6 +165,7 @@ def bad_scenario(tmp_path):
         (["chunk_ticks=0"], "chunk_ticks"),
         (["devices=0"], "devices"),
         (["cpu_devices=two"], "cpu_devices"),
+        (["lanes=3"], "lanes"),
         (["telemetry_episodes=9"], "telemetry_episodes"),
         (["plot_episode=4"], "plot_episode"),
         (["seed=1,2"], "--multirun"),

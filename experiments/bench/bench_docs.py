@@ -60,3 +60,24 @@ def write_section(key: str, text: str, path: Path = DOCS) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(new, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def interleaved_walls(calls: dict, repeats: int) -> dict:
+    """Same-process A/B: every call once (compiling), then `repeats` rounds calling each in
+    turn. `calls` maps a name to a zero-argument function returning its wall (s); returns
+    `{name: [wall, ...]}` and the first (compiling) wall under `"<name>/first"`."""
+    walls: dict = {}
+    for name, call in calls.items():
+        walls[f"{name}/first"] = call()
+        walls[name] = []
+    for _ in range(repeats):
+        for name, call in calls.items():
+            walls[name].append(call())
+    return walls
+
+
+def pair_ratio(a: list, b: list) -> float:
+    """Median over the interleaved pairs of wall a / wall b (> 1: b is faster)."""
+    import statistics
+
+    return statistics.median([x / y for x, y in zip(a, b, strict=True)])

@@ -94,10 +94,11 @@ def instrument() -> None:
 
 
 def profile(
-    b: int, n_ticks: int, shield: bool = False
+    b: int, n_ticks: int, shield: bool = False, lanes: bool = True
 ) -> tuple[dict[str, float], list[tuple[str, float, str]]]:
     """`({component path: µs per env-step}, [(kernel, µs per env-step, op_name)])`; `shield`
-    plugs in the safety shield (orders and controls) as `shield_overhead.py` does."""
+    plugs in the safety shield (orders and controls) as `shield_overhead.py` does; `lanes`
+    batches the tick lane-last (`run_batch(lanes=...)`)."""
     instrument()
     cfg = run_config()
     hooks: dict[str, Any] = dict(shield_fn=E.identity_shield, controls_fn=E.identity_controls_fn)
@@ -114,8 +115,9 @@ def profile(
     static = StaticSimParams(n_venues=cfg.n_venues)
     keys = E.episode_keys(np.arange(b))
     run = functools.partial(
-        E.run_batch, keys, params, cfg, static, n_ticks=n_ticks, chunk_ticks=n_ticks, **hooks
-    )
+        E.run_batch, keys, params, cfg, static, n_ticks=n_ticks, chunk_ticks=n_ticks,
+        lanes=lanes, **hooks,
+    )  # fmt: skip
     run()  # compile
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp, create_perfetto_trace=True):
@@ -143,6 +145,7 @@ def profile(
             record=False,
             record_proposed=False,
             unroll=1,
+            lanes=lanes,
             mesh=None,
         )  # fmt: skip
         .compile()
@@ -173,13 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ticks", type=int, default=16)
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--shield", action="store_true", help="with the safety shield plugged in")
+    ap.add_argument("--vmap", action="store_true", help="batch the tick with jax.vmap, not lanes")
     ap.add_argument(
         "--only",
         default="",
         help="list only kernels whose op_name has this text ('(driver)': those of no component)",
     )
     args = ap.parse_args(argv)
-    parts, kernels = profile(args.batch, args.ticks, args.shield)
+    parts, kernels = profile(args.batch, args.ticks, args.shield, lanes=not args.vmap)
     total = sum(parts.values())
     print(f"kernel time {total:.2f} µs per env-step (B = {args.batch}, T = {args.ticks})")
     for k, v in parts.items():

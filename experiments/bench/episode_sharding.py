@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
     import numpy as np
-    from bench_docs import machine, run_config, write_section
+    from bench_docs import interleaved_walls, machine, pair_ratio, run_config, write_section
 
     from paraphina_jax.sim import episode as E
     from paraphina_jax.sim.types import StaticSimParams
@@ -61,15 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for b in [int(x) for x in args.batches.split(",")]:
         keys = E.episode_keys(np.arange(b))
-        for d in (1, None):
-            call(keys, d)  # compile
-        walls: dict[int | None, list[float]] = {1: [], None: []}
-        for _ in range(args.repeats):
-            for d in (1, None):
-                walls[d].append(call(keys, d))
-        one, all_ = (b * t / statistics.median(walls[d]) for d in (1, None))
-        pairs = [a / s for a, s in zip(walls[1], walls[None], strict=True)]
-        rows.append(dict(B=b, one=one, all=all_, speedup=statistics.median(pairs)))
+        walls = interleaved_walls(
+            {"one": lambda k=keys: call(k, 1), "all": lambda k=keys: call(k, None)}, args.repeats
+        )
+        one, all_ = (b * t / statistics.median(walls[d]) for d in ("one", "all"))
+        rows.append(dict(B=b, one=one, all=all_, speedup=pair_ratio(walls["one"], walls["all"])))
         print(
             f"B={b}: one device {one:,.0f}, {n_dev} devices {all_:,.0f} env-steps/s, "
             f"speed-up {rows[-1]['speedup']:.2f}×",

@@ -59,8 +59,8 @@ examples:
   paraphina-jax run +debug=tiny hydra.run.dir=/tmp/r1
 
 keys (conf/config.yaml): scenario, scenario_file, profile, episodes, seed, ticks, chunk_ticks,
-parity, x64, telemetry_episodes, plots, plot_episode, progress, platform, devices, cpu_devices,
-compilation_cache, overrides,
+parity, x64, telemetry_episodes, plots, plot_episode, progress, platform, devices, lanes,
+cpu_devices, compilation_cache, overrides,
 wandb.enabled, wandb.project, hydra.run.dir, hydra.sweep.dir. PARAPHINA_* environment knobs
 (STRATEGY §3.11) are applied on top. Exit codes: 0 ok, 1 failed while running, 2 bad input.
 """
@@ -220,6 +220,7 @@ def simulate(plan: RunPlan, progress: bool) -> tuple[Any, Any, float, float | No
             telemetry_episodes=k_tel,
             on_chunk=bar,
             devices=plan.run.get("devices"),
+            lanes=bool(plan.run.get("lanes", True)),
         )
     finally:
         wall = bar.close()

@@ -245,6 +245,8 @@ def check_run_keys(run: Mapping[str, Any]) -> None:
         raise bad("scenario_file", "null or a path")
     if run.get("platform") is not None and run["platform"] not in PLATFORMS:
         raise bad("platform", "null, " + ", ".join(PLATFORMS))
+    if run.get("lanes") is not None and not isinstance(run["lanes"], bool):
+        raise bad("lanes", "true or false")
     for key in ("devices", "cpu_devices"):
         if run.get(key) is not None and (not _is_int(run[key]) or run[key] < 1):
             raise bad(key, "null or integer >= 1")
