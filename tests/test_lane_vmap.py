@@ -76,7 +76,16 @@ def structural(x, m, s, i, k, w):  # noqa: ANN001, ANN201
     st = jnp.stack([x, w], axis=1)
     a, b_ = jnp.split(m, [1], axis=1)
     red = (jnp.sum(m, axis=0), jnp.max(x), jnp.min(m, axis=(0, 1)), jnp.argmax(x), jnp.any(k > 3))
-    cum = jnp.cumsum(k), jnp.cumprod(x[:3])
+    neg0 = jnp.where(x > 0, -0.0, x)  # −0 entries: a cumulative sum starts from +0
+    cum = (
+        jnp.cumsum(k),
+        jnp.cumsum(neg0),
+        lax.cumsum(m, axis=1, reverse=True),
+        jnp.cumprod(x[:3]),
+        lax.cummax(x),
+        lax.cummin(k, reverse=True),
+        lax.cummax((x > 0).astype(jnp.int8)),
+    )
     srt = jnp.sort(x), jnp.argsort(x, stable=True), lax.sort((x, k), num_keys=1)
     bc = jnp.broadcast_to(s, (2, N)) + x
     return r, t, e, p, cat, st, a, b_, red, cum, srt, bc

@@ -149,6 +149,36 @@ def _elementwise(eqn: Any, vals: Sequence[Val], b: int) -> list[Val]:
     return [(o, want) for o in _bind(eqn, args)]
 
 
+_SCAN_OPS = {"cumsum": lax.add, "cumprod": lax.mul, "cummax": lax.max, "cummin": lax.min}
+_UNROLL_SCAN = 64  # longest scanned axis written out as explicit steps
+
+
+def _unrolled_scan(name: str, x: Array, axis: int, reverse: bool) -> Array:
+    """A cumulative op along a leading axis as explicit elementwise steps from the identity
+    (`((id ∘ x₀) ∘ x₁) ∘ …`, the order of XLA's windowed reduction; `0 + −0 = +0` included).
+    XLA:CPU runs a reduce-window along a major axis as a slow generic loop; these steps fuse into
+    batch-wide vector kernels."""
+    dt = x.dtype
+    if name == "cumsum":
+        ident = jnp.zeros((), dt)
+    elif name == "cumprod":
+        ident = jnp.ones((), dt)
+    elif jnp.issubdtype(dt, jnp.floating):
+        ident = jnp.asarray(-jnp.inf if name == "cummax" else jnp.inf, dt)
+    else:
+        info = jnp.iinfo(dt)
+        ident = jnp.asarray(info.min if name == "cummax" else info.max, dt)
+    op = _SCAN_OPS[name]
+    n = x.shape[axis]
+    order = range(n - 1, -1, -1) if reverse else range(n)
+    acc = jnp.broadcast_to(ident, lax.index_in_dim(x, 0, axis, keepdims=True).shape)
+    out: list[Array] = [None] * n  # type: ignore[list-item]
+    for j in order:
+        acc = op(acc, lax.index_in_dim(x, j, axis, keepdims=True))
+        out[j] = acc
+    return lax.concatenate(out, axis)
+
+
 def _unary(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
     """Structural one-operand rules that keep the operand's batch axis (front or last)."""
     name = eqn.primitive.name
@@ -187,6 +217,8 @@ def _unary(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
         args = [x]
     elif name in _CUMULATIVE:
         p["axis"] = _shift(p["axis"], want)
+        if want == LAST and name in _SCAN_OPS and s[p["axis"]] <= _UNROLL_SCAN:
+            return [(_unrolled_scan(name, x, p["axis"], p["reverse"]), LAST)]
         args = [x]
     elif name == "rev":
         p["dimensions"] = tuple(_shift(d, want) for d in p["dimensions"])
