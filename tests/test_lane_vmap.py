@@ -3,8 +3,8 @@
 Each case batches one per-environment function both ways and compares the results bit for bit
 (float64 where floats are involved, enabled locally). The cases cover every rule of the
 interpreter: elementwise operations mixing batched and unbatched operands, the structural
-operations, reductions, sorts, dynamic slices, the operations that fall back to `vmap`
-(gather, scatter, dot), `while` (batched and unbatched predicates), `cond` (batched and
+operations, reductions, sorts, dynamic slices, gathers and scatters with unbatched indices, the
+operations that fall back to `vmap` (gather and scatter with batched indices, dot), `while` (batched and unbatched predicates), `cond` (batched and
 unbatched index), `scan`, nested `jit` and custom-derivative / custom-batching calls, front and
 last batch axes on inputs and outputs, and the loop-carry layout helper.
 """
@@ -97,8 +97,18 @@ def indexing(x, m, s, i, k, w):  # noqa: ANN001, ANN201
     du = lax.dynamic_update_slice_in_dim(m, x[:2, None] * jnp.ones((2, 3)), 2, 0)
     g = x[i], m[i, 1], jnp.take_along_axis(m, k[:, None] % 3, axis=1)
     sc = jnp.zeros((N, 3)).at[i, k[0] % 3].set(s).at[k % N, 0].add(x, mode="drop")
+    # unbatched indices on batched operands (the batch as a trailing window dimension)
+    fixed = jnp.array([4, 0, 2, 9])
+    gu = x[fixed[:3]], m[:, 1], m[fixed, 2], x.at[fixed].get(mode="fill", fill_value=-1.0)
+    su = (
+        x.at[2].set(s),
+        m.at[1:3, 0].add(x[:2]),
+        m.at[fixed, 1].set(s, mode="drop"),
+        x.at[fixed[:2]].max(w[:2]),
+        jnp.zeros(N).at[fixed[:3]].set(s),  # unbatched operand, batched updates
+    )
     dot = m.T @ x, jnp.einsum("ij,ij->i", m, m)
-    return ds, db, du, g, sc, dot
+    return ds, db, du, g, sc, dot, gu, su
 
 
 def control(x, m, s, i, k, w):  # noqa: ANN001, ANN201

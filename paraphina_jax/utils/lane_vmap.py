@@ -253,6 +253,36 @@ def _unary(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
     return [(o, want) for o in _bind(eqn, args, p)]
 
 
+_SCATTERS = frozenset("scatter scatter-add scatter-mul scatter-min scatter-max".split())
+
+
+def _indexed(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
+    """Gather / scatter with unbatched indices: the batch becomes one more trailing window
+    dimension (its start is always 0, so the bounds modes act per lane as per environment)."""
+    name = eqn.primitive.name
+    p = dict(eqn.params)
+    if name == "gather":
+        (op, oa), (idx, ia) = vals
+        dn = p["dimension_numbers"]
+        if ia is not None or dn.operand_batching_dims:
+            return None
+        s = tuple(eqn.invars[0].aval.shape)
+        out_rank = len(eqn.outvars[0].aval.shape)
+        p["dimension_numbers"] = dn._replace(offset_dims=(*dn.offset_dims, out_rank))
+        p["slice_sizes"] = (*p["slice_sizes"], b)
+        return [(o, LAST) for o in _bind(eqn, [_move(op, oa, LAST, s, b), idx], p)]
+    if name in _SCATTERS and len(vals) == 3:
+        (op, oa), (idx, ia), (up, ua) = vals
+        dn = p["dimension_numbers"]
+        if ia is not None or dn.operand_batching_dims:
+            return None
+        so, su = (tuple(v.aval.shape) for v in (eqn.invars[0], eqn.invars[2]))
+        p["dimension_numbers"] = dn._replace(update_window_dims=(*dn.update_window_dims, len(su)))
+        args = [_move(op, oa, LAST, so, b), idx, _move(up, ua, LAST, su, b)]
+        return [(o, LAST) for o in _bind(eqn, args, p)]
+    return None
+
+
 def _nary(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
     """Several same-layout operands: concatenate, stack, sort, dynamic (update) slice."""
     name = eqn.primitive.name
@@ -500,6 +530,8 @@ def _eval_eqn(eqn: Any, vals: list[Val], b: int) -> list[Val]:
     out = _unary(eqn, vals, b) if len(vals) >= 1 else None
     if out is None:
         out = _nary(eqn, vals, b)
+    if out is None and (name == "gather" or name in _SCATTERS):
+        out = _indexed(eqn, vals, b)
     if out is None:
         out = _fallback(eqn, vals, b)
     return out
