@@ -14,12 +14,15 @@ equation by equation on batched values, each tagged with where its batch axis is
 that way: elementwise operations (unbatched operands are broadcast with a trailing batch axis),
 broadcasts, reshapes (valid because the batch axis is the innermost: `[*s, B] -> [*t, B]` is the
 per-environment reshape lane by lane), slices, squeezes, transposes, concatenation, stacking,
-reductions, cumulative ops, sorts, dynamic slices with unbatched starts, and the control flow
-(`while` with a batched predicate runs while any lane is active and keeps the finished lanes,
-as `vmap` does; `cond` with a batched index evaluates every branch and selects; `scan`; nested
-`jit`/custom-derivative calls are inlined). Anything else (gathers, scatters, dynamic indexing
-with batched indices, dots, custom batching rules) runs through `jax.vmap` on the operands with
-the batch axis in front, and its results stay in front: a value that lives in front (a
+reductions, cumulative ops (as explicit steps along a leading axis), sorts, dynamic slices with
+unbatched starts, gathers and scatters with unbatched indices (the batch as one more trailing
+window dimension), and the control flow (`while` with a batched predicate runs while any lane
+is active and keeps the finished lanes, as `vmap` does; `cond` with a batched index evaluates
+every branch and selects; `scan`; nested `jit`, custom-derivative and custom-batching calls are
+inlined: a custom batching rule changes how a batch is computed, not what). These rules live in
+:mod:`paraphina_jax.utils.lane_rules`. Anything else (gathers, scatters and dynamic indexing
+with batched indices, dots) runs through `jax.vmap` on the operands with the batch axis in
+front, and its results stay in front: a value that lives in front (a
 scatter-updated ring buffer, say) is not moved back and forth, because elementwise operations
 among front-batched operands keep the front layout. Loop carries settle on a layout by fixed
 point, as in `vmap`.
@@ -46,22 +49,23 @@ try:  # name scopes for profiles (JAX-internal; without it the program is the sa
 except ImportError:  # pragma: no cover
     _siu = None
 
-Array = Any
-LAST = -1  # batch axis innermost
-# A batched value: (array, axis) with axis None (unbatched), 0 (front) or LAST.
-Val = tuple[Array, int | None]
+from paraphina_jax.utils.lane_rules import (
+    ELEMENTWISE,
+    LAST,
+    SCATTERS,
+    Array,
+    Val,
+    bind,
+    common_axis,
+    elementwise,
+    fallback,
+    indexed,
+    move,
+    nary,
+    shapes_of,
+    structural,
+)
 
-_ELEMENTWISE = frozenset(
-    """abs acos acosh add and asin asinh atan atan2 atanh cbrt ceil clamp clz conj convert_element_type
-    copy copy_p cos cosh digamma div eq erf erf_inv erfc exp exp2 expm1 floor ge gt igamma imag
-    integer_pow is_finite le lgamma log log1p logistic lt max min mul ne neg nextafter not or pow
-    population_count real reduce_precision rem round rsqrt select_n shift_left shift_right_arithmetic
-    shift_right_logical sign sin sinh sqrt square sub tan tanh xor""".split()
-)
-_REDUCTIONS = frozenset(
-    "reduce_sum reduce_max reduce_min reduce_prod reduce_and reduce_or reduce_xor argmax argmin".split()
-)
-_CUMULATIVE = frozenset("cumsum cumprod cummax cummin cumlogsumexp".split())
 _INLINE = {
     "jit": "jaxpr",
     "pjit": "jaxpr",
@@ -75,241 +79,6 @@ _INLINE = {
     # a custom batching rule only changes how a batch is computed, not what: run the function
     "custom_vmap_call": "call",
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Moving batch axes
-# --------------------------------------------------------------------------------------------
-
-
-def _move(x: Array, ax: int | None, want: int, shape: tuple[int, ...], b: int) -> Array:
-    """`x` (per-environment `shape`, batch axis `ax`) with its batch axis at `want` (0 / LAST);
-    an unbatched `x` is broadcast."""
-    nd = len(shape)
-    if ax is None:
-        x = jnp.asarray(x)
-        if want == 0:
-            return lax.broadcast_in_dim(x, (b, *shape), tuple(range(1, nd + 1)))
-        return lax.broadcast_in_dim(x, (*shape, b), tuple(range(nd)))
-    if nd == 0 or ax == want:
-        return x
-    return jnp.moveaxis(x, 0, -1) if want == LAST else jnp.moveaxis(x, -1, 0)
-
-
-def _common(vals: Sequence[Val], shapes: Sequence[tuple[int, ...]]) -> int:
-    """Front when every batched operand with per-environment rank ≥ 1 is in front, else LAST."""
-    axes = [a for (_, a), s in zip(vals, shapes) if a is not None and len(s) > 0]
-    return 0 if axes and all(a == 0 for a in axes) else LAST
-
-
-def _shift(d: int, want: int) -> int:
-    """Per-environment axis `d` in a batched array with the batch axis at `want`."""
-    return d + 1 if want == 0 else d
-
-
-def _bind(eqn: Any, args: Sequence[Array], params: dict[str, Any] | None = None) -> list[Array]:
-    got = eqn.primitive.get_bind_params(eqn.params if params is None else params)
-    # `(subfuns, params)` in older JAX releases, the params alone in newer ones
-    subfuns, bind_params = got if isinstance(got, tuple) else ((), got)
-    out = eqn.primitive.bind(*subfuns, *args, **bind_params)
-    return list(out) if eqn.primitive.multiple_results else [out]
-
-
-def _shapes(vs: Sequence[Any]) -> list[tuple[int, ...]]:
-    return [tuple(v.aval.shape) for v in vs]
-
-
-# --------------------------------------------------------------------------------------------
-# Rules
-# --------------------------------------------------------------------------------------------
-
-
-def _fallback(eqn: Any, vals: Sequence[Val], b: int) -> list[Val]:
-    """`jax.vmap` of the equation with the batch axis in front (results stay in front)."""
-    in_axes = [None if a is None else (0 if a == 0 else jnp.ndim(x) - 1) for x, a in vals]
-    outs = jax.vmap(lambda *xs: _bind(eqn, xs), in_axes=in_axes, out_axes=0, axis_size=b)(
-        *[x for x, _ in vals]
-    )
-    return [(o, 0) for o in outs]
-
-
-def _elementwise(eqn: Any, vals: Sequence[Val], b: int) -> list[Val]:
-    shapes = _shapes(eqn.invars)
-    out_shape = tuple(eqn.outvars[0].aval.shape)
-    want = _common(vals, shapes)
-    args = []
-    for (x, a), s in zip(vals, shapes):
-        x = _move(x, a, want, s, b)
-        if len(s) == 0 and len(out_shape) > 0:  # a scalar operand (select_n, clamp)
-            nd = len(out_shape)
-            dims = (0,) if want == 0 else (nd,)
-            full = (b, *out_shape) if want == 0 else (*out_shape, b)
-            x = lax.broadcast_in_dim(x, full, dims)
-        args.append(x)
-    return [(o, want) for o in _bind(eqn, args)]
-
-
-_SCAN_OPS = {"cumsum": lax.add, "cumprod": lax.mul, "cummax": lax.max, "cummin": lax.min}
-_UNROLL_SCAN = 64  # longest scanned axis written out as explicit steps
-
-
-def _unrolled_scan(name: str, x: Array, axis: int, reverse: bool) -> Array:
-    """A cumulative op along a leading axis as explicit elementwise steps from the identity
-    (`((id ∘ x₀) ∘ x₁) ∘ …`, the order of XLA's windowed reduction; `0 + −0 = +0` included).
-    XLA:CPU runs a reduce-window along a major axis as a slow generic loop; these steps fuse into
-    batch-wide vector kernels."""
-    dt = x.dtype
-    if name == "cumsum":
-        ident = jnp.zeros((), dt)
-    elif name == "cumprod":
-        ident = jnp.ones((), dt)
-    elif jnp.issubdtype(dt, jnp.floating):
-        ident = jnp.asarray(-jnp.inf if name == "cummax" else jnp.inf, dt)
-    else:
-        info = jnp.iinfo(dt)
-        ident = jnp.asarray(info.min if name == "cummax" else info.max, dt)
-    op = _SCAN_OPS[name]
-    n = x.shape[axis]
-    order = range(n - 1, -1, -1) if reverse else range(n)
-    acc = jnp.broadcast_to(ident, lax.index_in_dim(x, 0, axis, keepdims=True).shape)
-    out: list[Array] = [None] * n  # type: ignore[list-item]
-    for j in order:
-        acc = op(acc, lax.index_in_dim(x, j, axis, keepdims=True))
-        out[j] = acc
-    return lax.concatenate(out, axis)
-
-
-def _unary(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
-    """Structural one-operand rules that keep the operand's batch axis (front or last)."""
-    name = eqn.primitive.name
-    (x, a) = vals[0]
-    s = tuple(eqn.invars[0].aval.shape)
-    want = LAST if (a == LAST or len(s) == 0) else 0
-    p = dict(eqn.params)
-    if name == "broadcast_in_dim":
-        shape, dims = tuple(p["shape"]), tuple(p["broadcast_dimensions"])
-        if want == 0:
-            p.update(shape=(b, *shape), broadcast_dimensions=(0, *(d + 1 for d in dims)))
-        else:
-            p.update(shape=(*shape, b), broadcast_dimensions=(*dims, len(shape)))
-        p["sharding"] = None
-        if any(ax is not None for _, ax in vals[1:]):
-            return None
-        args = [x, *[v for v, _ in vals[1:]]]
-    elif name == "reshape":
-        if p.get("dimensions") is not None:
-            return None
-        ns = tuple(p["new_sizes"])
-        p.update(new_sizes=(b, *ns) if want == 0 else (*ns, b), sharding=None)
-        args = [x]
-    elif name == "squeeze":
-        p["dimensions"] = tuple(_shift(d, want) for d in p["dimensions"])
-        args = [x]
-    elif name == "transpose":
-        perm = tuple(p["permutation"])
-        n = len(perm)
-        p["permutation"] = (0, *(q + 1 for q in perm)) if want == 0 else (*perm, n)
-        args = [x]
-    elif name in _REDUCTIONS:
-        p["axes"] = tuple(_shift(d, want) for d in p["axes"])
-        if "out_sharding" in p:
-            p["out_sharding"] = None
-        args = [x]
-    elif name in _CUMULATIVE:
-        p["axis"] = _shift(p["axis"], want)
-        if want == LAST and name in _SCAN_OPS and s[p["axis"]] <= _UNROLL_SCAN:
-            return [(_unrolled_scan(name, x, p["axis"], p["reverse"]), LAST)]
-        args = [x]
-    elif name == "rev":
-        p["dimensions"] = tuple(_shift(d, want) for d in p["dimensions"])
-        args = [x]
-    elif name == "slice":
-        st, li = tuple(p["start_indices"]), tuple(p["limit_indices"])
-        sd = p.get("strides")
-        if want == 0:
-            p.update(start_indices=(0, *st), limit_indices=(b, *li))
-            if sd is not None:
-                p["strides"] = (1, *sd)
-        else:
-            p.update(start_indices=(*st, 0), limit_indices=(*li, b))
-            if sd is not None:
-                p["strides"] = (*sd, 1)
-        args = [x]
-    elif name == "pad":
-        if vals[1][1] is not None:
-            return None
-        cfg = tuple(p["padding_config"])
-        p["padding_config"] = ((0, 0, 0), *cfg) if want == 0 else (*cfg, (0, 0, 0))
-        args = [x, vals[1][0]]
-    elif name == "split":
-        p["axis"] = _shift(p["axis"], want)
-        args = [x]
-    elif name == "bitcast_convert_type":
-        if jnp.dtype(p["new_dtype"]).itemsize != jnp.dtype(eqn.invars[0].aval.dtype).itemsize:
-            return None
-        args = [x]
-    else:
-        return None
-    return [(o, want) for o in _bind(eqn, args, p)]
-
-
-_SCATTERS = frozenset("scatter scatter-add scatter-mul scatter-min scatter-max".split())
-
-
-def _indexed(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
-    """Gather / scatter with unbatched indices: the batch becomes one more trailing window
-    dimension (its start is always 0, so the bounds modes act per lane as per environment)."""
-    name = eqn.primitive.name
-    p = dict(eqn.params)
-    if name == "gather":
-        (op, oa), (idx, ia) = vals
-        dn = p["dimension_numbers"]
-        if ia is not None or dn.operand_batching_dims:
-            return None
-        s = tuple(eqn.invars[0].aval.shape)
-        out_rank = len(eqn.outvars[0].aval.shape)
-        p["dimension_numbers"] = dn._replace(offset_dims=(*dn.offset_dims, out_rank))
-        p["slice_sizes"] = (*p["slice_sizes"], b)
-        return [(o, LAST) for o in _bind(eqn, [_move(op, oa, LAST, s, b), idx], p)]
-    if name in _SCATTERS and len(vals) == 3:
-        (op, oa), (idx, ia), (up, ua) = vals
-        dn = p["dimension_numbers"]
-        if ia is not None or dn.operand_batching_dims:
-            return None
-        so, su = (tuple(v.aval.shape) for v in (eqn.invars[0], eqn.invars[2]))
-        p["dimension_numbers"] = dn._replace(update_window_dims=(*dn.update_window_dims, len(su)))
-        args = [_move(op, oa, LAST, so, b), idx, _move(up, ua, LAST, su, b)]
-        return [(o, LAST) for o in _bind(eqn, args, p)]
-    return None
-
-
-def _nary(eqn: Any, vals: Sequence[Val], b: int) -> list[Val] | None:
-    """Several same-layout operands: concatenate, stack, sort, dynamic (update) slice."""
-    name = eqn.primitive.name
-    p = dict(eqn.params)
-    shapes = _shapes(eqn.invars)
-    if name in ("concatenate", "stack", "sort"):
-        want = _common(vals, shapes)
-        args = [_move(x, a, want, s, b) for (x, a), s in zip(vals, shapes)]
-        key = {"concatenate": "dimension", "stack": "axis", "sort": "dimension"}[name]
-        p[key] = _shift(p[key], want)
-    elif name in ("dynamic_slice", "dynamic_update_slice"):
-        n_arr = 1 if name == "dynamic_slice" else 2
-        starts = vals[n_arr:]
-        if any(a is not None for _, a in starts):
-            return None
-        want = _common(vals[:n_arr], shapes[:n_arr])
-        arrs = [_move(x, a, want, s, b) for (x, a), s in zip(vals[:n_arr], shapes[:n_arr])]
-        idx = [x for x, _ in starts]
-        zero = jnp.zeros((), idx[0].dtype if idx else jnp.int32)
-        idx = [zero, *idx] if want == 0 else [*idx, zero]
-        if name == "dynamic_slice":
-            ss = tuple(p["slice_sizes"])
-            p["slice_sizes"] = (b, *ss) if want == 0 else (*ss, b)
-        args = [*arrs, *idx]
-    else:
-        return None
-    return [(o, want) for o in _bind(eqn, args, p)]
 
 
 def _out_axes_of(fn: Callable[[], list[Val]]) -> list[int | None]:
@@ -342,8 +111,7 @@ def _settle(
 
 def _conform(vals: Sequence[Val], axes: Sequence[int | None], shapes, b: int) -> list[Array]:
     return [
-        x if want is None else _move(x, a, want, s, b)
-        for (x, a), want, s in zip(vals, axes, shapes)
+        x if want is None else move(x, a, want, s, b) for (x, a), want, s in zip(vals, axes, shapes)
     ]
 
 
@@ -360,7 +128,7 @@ def _while(eqn: Any, vals: Sequence[Val], b: int) -> list[Val]:
     cj, bj = p["cond_jaxpr"], p["body_jaxpr"]
     cn, bn = p["cond_nconsts"], p["body_nconsts"]
     cconsts, bconsts, init = list(vals[:cn]), list(vals[cn : cn + bn]), list(vals[cn + bn :])
-    shapes = _shapes(eqn.outvars)
+    shapes = shapes_of(eqn.outvars)
 
     def cond_val(c: Sequence[Val]) -> Val:
         return _eval_closed(cj, cconsts + list(c), b)[0]
@@ -428,14 +196,14 @@ def _batched_shape(s: tuple[int, ...], a: int | None, b: int) -> tuple[int, ...]
 def _cond(eqn: Any, vals: Sequence[Val], b: int) -> list[Val]:
     branches = eqn.params["branches"]
     (index, ia), ops = vals[0], list(vals[1:])
-    shapes = _shapes(eqn.outvars)
+    shapes = shapes_of(eqn.outvars)
     if ia is not None:  # every branch, then a per-lane select (as vmap)
         outs = [_eval_closed(br, ops, b) for br in branches]
         res = []
         for i, s in enumerate(shapes):
             cand = [o[i] for o in outs]
-            want = _common(cand, [s] * len(cand))
-            xs = [_move(x, a, want, s, b) for x, a in cand]
+            want = common_axis(cand, [s] * len(cand))
+            xs = [move(x, a, want, s, b) for x, a in cand]
             idx = _lane_mask(index, want, s, b) if len(s) else index
             res.append((lax.select_n(idx, *xs), want))
         return res
@@ -457,13 +225,13 @@ def _scan(eqn: Any, vals: Sequence[Val], b: int) -> list[Val]:
     jx = p["jaxpr"]
     nc, nk = p["num_consts"], p["num_carry"]
     consts, init, xs = list(vals[:nc]), list(vals[nc : nc + nk]), list(vals[nc + nk :])
-    x_shapes = _shapes(eqn.invars[nc + nk :])
+    x_shapes = shapes_of(eqn.invars[nc + nk :])
     xs = [
-        (x, None) if a is None else (_move(x, a, LAST, s, b), LAST)
+        (x, None) if a is None else (move(x, a, LAST, s, b), LAST)
         for (x, a), s in zip(xs, x_shapes)
     ]
-    c_shapes = _shapes(eqn.outvars[:nk])
-    y_shapes = [s[1:] for s in _shapes(eqn.outvars[nk:])]
+    c_shapes = shapes_of(eqn.outvars[:nk])
+    y_shapes = [s[1:] for s in shapes_of(eqn.outvars[nk:])]
     x_axes = [a for _, a in xs]
 
     def run(c: Sequence[Val], xv: Sequence[Array]) -> list[Val]:
@@ -511,29 +279,29 @@ def _scan(eqn: Any, vals: Sequence[Val], b: int) -> list[Val]:
 def _eval_eqn(eqn: Any, vals: list[Val], b: int) -> list[Val]:
     name = eqn.primitive.name
     if all(a is None for _, a in vals) and name not in _INLINE:
-        return [(o, None) for o in _bind(eqn, [x for x, _ in vals])]
+        return [(o, None) for o in bind(eqn, [x for x, _ in vals])]
     if name in _INLINE:
         sub = eqn.params[_INLINE[name]]
         if isinstance(sub, jcore.ClosedJaxpr):
             return _eval_closed(sub, vals, b)
         return _eval(sub, [], vals, b)
-    if name in _ELEMENTWISE:
-        return _elementwise(eqn, vals, b)
+    if name in ELEMENTWISE:
+        return elementwise(eqn, vals, b)
     if name == "optimization_barrier":
-        return list(zip(_bind(eqn, [x for x, _ in vals]), [a for _, a in vals]))
+        return list(zip(bind(eqn, [x for x, _ in vals]), [a for _, a in vals]))
     if name == "while":
         return _while(eqn, vals, b)
     if name == "cond":
         return _cond(eqn, vals, b)
     if name == "scan":
         return _scan(eqn, vals, b)
-    out = _unary(eqn, vals, b) if len(vals) >= 1 else None
+    out = structural(eqn, vals, b) if len(vals) >= 1 else None
     if out is None:
-        out = _nary(eqn, vals, b)
-    if out is None and (name == "gather" or name in _SCATTERS):
-        out = _indexed(eqn, vals, b)
+        out = nary(eqn, vals, b)
+    if out is None and (name == "gather" or name in SCATTERS):
+        out = indexed(eqn, vals, b)
     if out is None:
-        out = _fallback(eqn, vals, b)
+        out = fallback(eqn, vals, b)
     return out
 
 
@@ -641,7 +409,7 @@ def lane_vmap(fn: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0) -> Ca
             if w is None and a is not None:
                 raise ValueError("lane_vmap: out_axes None for a batched result")
         res = [
-            x if w is None else _move(x, a, w, tuple(s.shape), b)
+            x if w is None else move(x, a, w, tuple(s.shape), b)
             for (x, a), w, s in zip(outs, want, out_leaves)
         ]
         return jax.tree.unflatten(out_tree, res)
