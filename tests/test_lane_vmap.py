@@ -1,7 +1,12 @@
 """`paraphina_jax.utils.lane_vmap`: the lane-last batching interpreter equals `jax.vmap`.
 
-Each case batches one per-environment function both ways and compares the results bit for bit
-(float64 where floats are involved, enabled locally). The cases cover every rule of the
+Each case batches one per-environment function both ways (float64 where floats are involved,
+enabled locally), with the lane arm's inputs batch-first and batch-last. Batch-first inputs
+keep the batch-first layout, and the results are compared bit for bit. Batch-last inputs run
+the lane-last rules; integers and booleans are compared exactly and floats to the last bits:
+XLA:CPU associates some float computations differently by layout (its windowed reductions
+for a cumulative sum, a dot on transposed operands, multiply-adds contracted in one kernel
+layout and not in the other). The cases cover every rule of the
 interpreter: elementwise operations mixing batched and unbatched operands, the structural
 operations, reductions, sorts, dynamic slices, gathers and scatters with unbatched indices, the
 operations that fall back to `vmap` (gather and scatter with batched indices, dot), `while` (batched and unbatched predicates), `cond` (batched and
@@ -15,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax import lax
 
 from paraphina_jax.utils.lane_vmap import (
@@ -51,8 +58,26 @@ def _same(a: object, b: object) -> None:
         np.testing.assert_array_equal(x, y)
 
 
-def _both(fn, in_axes, *args, out_axes=0):  # noqa: ANN001, ANN202
+def _close(a: object, b: object) -> None:
+    """Integers and booleans exactly, floats to the last bits (see the module docstring)."""
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.shape == y.shape and x.dtype == y.dtype
+        if np.issubdtype(x.dtype, np.floating):
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-13)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+def _both(fn, in_axes, *args, out_axes=0, last=False):  # noqa: ANN001, ANN202
+    """`(vmap result, lane_vmap result)`; with `last` the lane arm gets its batched inputs
+    batch-last (`in_axes=-1`), so that the lane-last rules run, not only the batch-first ones."""
     want = jax.jit(jax.vmap(fn, in_axes=in_axes, out_axes=out_axes))(*args)
+    if last:
+        args = tuple(x if a is None else jnp.moveaxis(x, 0, -1) for x, a in zip(args, in_axes))
+        in_axes = tuple(a if a is None else LAST for a in in_axes)
     got = jax.jit(lane_vmap(fn, in_axes=in_axes, out_axes=out_axes))(*args)
     return want, got
 
@@ -145,13 +170,14 @@ def calls(x, m, s, i, k, w):  # noqa: ANN001, ANN201
 ALL = (0, 0, 0, 0, 0, None)
 
 
+@pytest.mark.parametrize("last", [False, True], ids=["front", "last"])
 @pytest.mark.parametrize("fn", [elementwise, structural, indexing, control, calls])
-def test_lane_vmap_equals_vmap(fn) -> None:  # noqa: ANN001
+def test_lane_vmap_equals_vmap(fn, last) -> None:  # noqa: ANN001
     with enable_x64():
         d = {k: jnp.asarray(v) for k, v in _data().items()}
         args = (d["x"], d["m"], d["s"], d["i"], d["k"], d["w"])
-        want, got = _both(fn, ALL, *args)
-        _same(got, want)
+        want, got = _both(fn, ALL, *args, last=last)
+        (_close if last else _same)(got, want)
 
 
 def test_batch_last_inputs_and_outputs() -> None:
@@ -218,3 +244,65 @@ def test_scatter_target_stays_in_front_and_carry_axes_settle() -> None:
     )(carry, vs)
     _same(move_axes(got_c, axes, 0), want[0])
     _same(got_y, want[1])
+
+
+# Random programs: a chain of steps drawn from the rules' menu, each reading the state
+# (`v [N]`, `m [N, 3]`, `c []`) and writing one part of it, with inputs batched in front, last or
+# not at all. The lane-last interpreter must equal `jax.vmap` on every one: integers and booleans
+# exactly, floats to the last bits. Not bit for bit in general: XLA:CPU contracts `a * b - c`
+# into a fused multiply-add in some kernel layouts and not in others (found by this test: a
+# 1-ulp difference in one lane of `v * w - c`); the hand-written cases above happen to be exact.
+def _step(op: int, v, m, c, w, i):  # noqa: ANN001, ANN202
+    if op == 0:  # elementwise with an unbatched operand and a scalar
+        return jnp.where(v > c, v * w - c, jnp.exp(-jnp.abs(v))), m, c
+    if op == 1:  # reductions
+        return v, m, jnp.sum(m) * 0.1 + jnp.max(v) - jnp.min(m[:, 1])
+    if op == 2:  # reshape / transpose / concatenate / slice
+        t = jnp.concatenate([m.T.reshape(-1), v])[: 3 * N].reshape(N, 3)
+        return v, t[::-1] + m, c
+    if op == 3:  # cumulative along the venue axis, sort
+        return jnp.sort(lax.cumsum(v, reverse=True)), lax.cummax(m, axis=0), c
+    if op == 4:  # gather with a batched index, scatter with an unbatched one
+        return v.at[jnp.array([1, 3])].add(c), m.at[i % N].set(v[:3] * c), v[i % N]
+    if op == 5:  # while with a per-lane trip count
+
+        def body(st):  # noqa: ANN001, ANN202
+            return st[0] + 1, st[1] * 0.75 + w
+
+        _, vv = lax.while_loop(lambda st: st[0] < i % 4, body, (jnp.int32(0), v))
+        return vv, m, c
+    if op == 6:  # cond with a batched predicate
+        return lax.cond(c > 0, lambda a: a + 1.0, lambda a: a * w, v), m, c
+    # op == 7: scan over the rows of m, carrying the scalar
+    c2, ys = lax.scan(lambda a, r: (a * 0.5 + r[0], r * a), c, m)
+    return v, ys, c2
+
+
+def _program(ops: tuple[int, ...]):  # noqa: ANN202
+    def fn(v, m, c, w, i):  # noqa: ANN001, ANN202
+        for op in ops:
+            v, m, c = _step(op, v, m, c, w, i)
+        return v, m, c
+
+    return fn
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    ops=st.lists(st.integers(0, 7), min_size=1, max_size=6).map(tuple),
+    axes=st.tuples(*[st.sampled_from([0, -1, None])] * 3),
+    seed=st.integers(0, 2**16),
+)
+def test_random_programs_equal_vmap(ops, axes, seed) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(seed)
+    with enable_x64():
+        v, m, c = (jnp.asarray(rng.normal(size=(B, *s))) for s in ((N,), (N, 3), ()))
+        w = jnp.asarray(rng.normal(size=N))
+        i = jnp.asarray(rng.integers(0, 9, size=B), jnp.int32)
+        fn = _program(ops)
+        front_axes = (*(None if a is None else 0 for a in axes), None, 0)
+        unb = tuple(x[0] if a is None else x for x, a in zip((v, m, c), axes))
+        want = jax.jit(jax.vmap(fn, in_axes=front_axes))(*unb, w, i)
+        lane_in = tuple(x if a in (None, 0) else jnp.moveaxis(x, 0, -1) for x, a in zip(unb, axes))
+        got = jax.jit(lane_vmap(fn, in_axes=(*axes, None, 0), out_axes=0))(*lane_in, w, i)
+        _close(got, want)

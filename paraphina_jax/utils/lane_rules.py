@@ -113,7 +113,9 @@ _UNROLL_SCAN = 64  # longest scanned axis written out as explicit steps
 
 def _unrolled_scan(name: str, x: Array, axis: int, reverse: bool) -> Array:
     """A cumulative op along a leading axis as explicit elementwise steps from the identity
-    (`((id ∘ x₀) ∘ x₁) ∘ …`, the order of XLA's windowed reduction; `0 + −0 = +0` included).
+    (`((id ∘ x₀) ∘ x₁) ∘ …`, `0 + −0 = +0` included): exact for integers and max / min; a float
+    sum or product can differ from XLA's windowed reduction in the last bits (its rewrites
+    associate long windows differently).
     XLA:CPU runs a reduce-window along a major axis as a slow generic loop; these steps fuse into
     batch-wide vector kernels."""
     dt = x.dtype

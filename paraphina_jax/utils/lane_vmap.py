@@ -28,9 +28,10 @@ among front-batched operands keep the front layout. Loop carries settle on a lay
 point, as in `vmap`.
 
 Per environment each primitive computes the same thing as under `vmap`, so results equal the
-ordinary `vmap` lane by lane; the floating-point bits can differ where XLA:CPU contracts a
-multiply and add into a fused multiply-add in one kernel layout and not in the other
-(`tests/test_lane_vmap.py` states what is compared exactly).
+ordinary `vmap` lane by lane: integers and booleans exactly, floats to the last bits, which can
+differ where XLA:CPU associates a computation differently in the two layouts (a multiply and
+add contracted into a fused multiply-add in one kernel and not in the other, a windowed
+reduction, a dot on transposed operands; `tests/test_lane_vmap.py`).
 """
 
 from __future__ import annotations
