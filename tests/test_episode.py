@@ -329,12 +329,12 @@ def test_identity_shield_reports_no_rules(base):
     assert tel.proposed is None
 
 
-def _same_events_close_values(a, b):
-    """Integer / boolean leaves identical; float leaves within 1e-12 relative."""
+def _same_events_close_values(a, b, rtol=1e-12):
+    """Integer / boolean leaves identical; float leaves within `rtol` relative."""
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         x, y = np.asarray(x), np.asarray(y)
         if np.issubdtype(x.dtype, np.floating):
-            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-9)
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-9)
         else:
             np.testing.assert_array_equal(x, y)
 
@@ -369,19 +369,11 @@ def test_lanes_layout_equals_vmap_x64():
     episode, with XLA:CPU contracting some multiply-adds differently in the two layouts."""
     from paraphina_jax.utils.x64 import enable_x64
 
-    def close(a, b):
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-            x, y = np.asarray(x), np.asarray(y)
-            if np.issubdtype(x.dtype, np.floating):
-                np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-9)
-            else:
-                np.testing.assert_array_equal(x, y)
-
     with enable_x64():
         p = _params(vol=0.5, fill_a=np.full(5, 20.0))
         lanes, lanes_tel = _run(p)
         plain, plain_tel = _run(p, lanes=False)
-    close(lanes, plain)
-    close(lanes_tel.record, plain_tel.record)
-    close(lanes_tel.fills, plain_tel.fills)
+    _same_events_close_values(lanes, plain, rtol=1e-10)
+    _same_events_close_values(lanes_tel.record, plain_tel.record, rtol=1e-10)
+    _same_events_close_values(lanes_tel.fills, plain_tel.fills, rtol=1e-10)
     assert int(lanes.fills.sum()) > 0

@@ -49,23 +49,15 @@ def _data(seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def _same(a: object, b: object) -> None:
+def _same(a: object, b: object, exact: bool = True) -> None:
+    """Equal leaves: bit for bit, or (`exact=False`) integers and booleans exactly and floats to
+    the last bits (see the module docstring)."""
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(la) == len(lb)
     for x, y in zip(la, lb):
         x, y = np.asarray(x), np.asarray(y)
         assert x.shape == y.shape and x.dtype == y.dtype
-        np.testing.assert_array_equal(x, y)
-
-
-def _close(a: object, b: object) -> None:
-    """Integers and booleans exactly, floats to the last bits (see the module docstring)."""
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        x, y = np.asarray(x), np.asarray(y)
-        assert x.shape == y.shape and x.dtype == y.dtype
-        if np.issubdtype(x.dtype, np.floating):
+        if not exact and np.issubdtype(x.dtype, np.floating):
             np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-13)
         else:
             np.testing.assert_array_equal(x, y)
@@ -177,7 +169,7 @@ def test_lane_vmap_equals_vmap(fn, last) -> None:  # noqa: ANN001
         d = {k: jnp.asarray(v) for k, v in _data().items()}
         args = (d["x"], d["m"], d["s"], d["i"], d["k"], d["w"])
         want, got = _both(fn, ALL, *args, last=last)
-        (_close if last else _same)(got, want)
+        _same(got, want, exact=not last)
 
 
 def test_batch_last_inputs_and_outputs() -> None:
@@ -305,4 +297,4 @@ def test_random_programs_equal_vmap(ops, axes, seed) -> None:  # noqa: ANN001
         want = jax.jit(jax.vmap(fn, in_axes=front_axes))(*unb, w, i)
         lane_in = tuple(x if a in (None, 0) else jnp.moveaxis(x, 0, -1) for x, a in zip(unb, axes))
         got = jax.jit(lane_vmap(fn, in_axes=(*axes, None, 0), out_axes=0))(*lane_in, w, i)
-        _close(got, want)
+        _same(got, want, exact=False)

@@ -81,3 +81,41 @@ def pair_ratio(a: list, b: list) -> float:
     import statistics
 
     return statistics.median([x / y for x, y in zip(a, b, strict=True)])
+
+
+def ab_parser(description: str, repeats: int):  # noqa: ANN201
+    """The arguments of the episode A/B benchmarks (`--batches --ticks --repeats
+    --cpu-devices --no-write`)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--batches", default="1024,4096")
+    ap.add_argument("--ticks", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--cpu-devices", type=int, default=None)
+    ap.add_argument("--no-write", action="store_true")
+    return ap
+
+
+def episode_timer(ticks: int):  # noqa: ANN201
+    """`call(keys, **run_batch_kwargs) -> wall (s)`: one `run_batch` of the benchmark episode
+    (canonical market, vol 0.5/day, A = 20 s⁻¹, the main job's default config, float32, `ticks`
+    ticks in one chunk, no telemetry)."""
+    import time
+
+    import numpy as np
+
+    from paraphina_jax.sim import episode as E
+    from paraphina_jax.sim.types import StaticSimParams
+
+    cfg = run_config()
+    params = E.default_episode_params(cfg, ticks, vol=0.5, fill_a=np.full(cfg.n_venues, 20.0))
+    static = StaticSimParams(n_venues=cfg.n_venues)
+
+    def call(keys, **kw) -> float:  # noqa: ANN001, ANN003
+        t0 = time.perf_counter()
+        res, _ = E.run_batch(keys, params, cfg, static, n_ticks=ticks, chunk_ticks=ticks, **kw)
+        assert res.pnl_total.shape == (keys.shape[0],)
+        return time.perf_counter() - t0
+
+    return call

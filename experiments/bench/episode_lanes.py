@@ -14,10 +14,8 @@ section "Lane-last batching".
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,40 +25,30 @@ KEY = "episode-lanes"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batches", default="1024,4096")
-    ap.add_argument("--ticks", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--cpu-devices", type=int, default=None)
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
+    from bench_docs import ab_parser
+
+    args = ab_parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
 
     from paraphina_jax.sim.devices import configure_cpu_devices
 
     configure_cpu_devices(args.cpu_devices)  # before JAX starts its backend
 
     import numpy as np
-    from bench_docs import interleaved_walls, machine, pair_ratio, run_config, write_section
+    from bench_docs import episode_timer, interleaved_walls, machine, pair_ratio, write_section
 
     from paraphina_jax.sim import episode as E
-    from paraphina_jax.sim.types import StaticSimParams
 
-    cfg = run_config()
     t = args.ticks
-    params = E.default_episode_params(cfg, t, vol=0.5, fill_a=np.full(cfg.n_venues, 20.0))
-    static = StaticSimParams(n_venues=cfg.n_venues)
-
-    def call(keys: np.ndarray, lanes: bool) -> float:
-        t0 = time.perf_counter()
-        res, _ = E.run_batch(keys, params, cfg, static, n_ticks=t, chunk_ticks=t, lanes=lanes)
-        assert res.pnl_total.shape == (keys.shape[0],)
-        return time.perf_counter() - t0
+    call = episode_timer(t)
 
     rows = []
     for b in [int(x) for x in args.batches.split(",")]:
         keys = E.episode_keys(np.arange(b))
         walls = interleaved_walls(
-            {"vmap": lambda k=keys: call(k, False), "lanes": lambda k=keys: call(k, True)},
+            {
+                "vmap": lambda k=keys: call(k, lanes=False),
+                "lanes": lambda k=keys: call(k, lanes=True),
+            },
             args.repeats,
         )
         med = {a: statistics.median(walls[a]) for a in ("vmap", "lanes")}

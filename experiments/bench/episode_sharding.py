@@ -14,10 +14,8 @@ all wall. Writes docs/BENCHMARKS.md, section "Sharding over devices".
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,13 +25,9 @@ KEY = "episode-sharding"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batches", default="1024,4096")
-    ap.add_argument("--ticks", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--cpu-devices", type=int, default=None)
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
+    from bench_docs import ab_parser
+
+    args = ab_parser(__doc__.splitlines()[0], repeats=5).parse_args(argv)
 
     from paraphina_jax.sim.devices import configure_cpu_devices
 
@@ -41,28 +35,20 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
     import numpy as np
-    from bench_docs import interleaved_walls, machine, pair_ratio, run_config, write_section
+    from bench_docs import episode_timer, interleaved_walls, machine, pair_ratio, write_section
 
     from paraphina_jax.sim import episode as E
-    from paraphina_jax.sim.types import StaticSimParams
 
-    cfg = run_config()
     t = args.ticks
-    params = E.default_episode_params(cfg, t, vol=0.5, fill_a=np.full(cfg.n_venues, 20.0))
-    static = StaticSimParams(n_venues=cfg.n_venues)
+    call = episode_timer(t)
     n_dev = len(jax.local_devices())
-
-    def call(keys: np.ndarray, devices: int | None) -> float:
-        t0 = time.perf_counter()
-        res, _ = E.run_batch(keys, params, cfg, static, n_ticks=t, chunk_ticks=t, devices=devices)
-        assert res.pnl_total.shape == (keys.shape[0],)
-        return time.perf_counter() - t0
 
     rows = []
     for b in [int(x) for x in args.batches.split(",")]:
         keys = E.episode_keys(np.arange(b))
         walls = interleaved_walls(
-            {"one": lambda k=keys: call(k, 1), "all": lambda k=keys: call(k, None)}, args.repeats
+            {"one": lambda k=keys: call(k, devices=1), "all": lambda k=keys: call(k, devices=None)},
+            args.repeats,
         )
         one, all_ = (b * t / statistics.median(walls[d]) for d in ("one", "all"))
         rows.append(dict(B=b, one=one, all=all_, speedup=pair_ratio(walls["one"], walls["all"])))
