@@ -262,7 +262,8 @@ def _chunk_body(
     if lanes:
         noise = jax.tree.map(lambda x: jnp.moveaxis(x, 1, -1), noise)  # [ct, ..., B]
         first = (jax.tree.map(lambda x: x[0], noise), jax.tree.map(lambda x: x[0], sched))
-        cax = _carry_axes(step, carry, (LAST, *rest_axes), *first, t0, params, cfg)
+        # one abstract trace of the tick (once per compiled chunk program)
+        cax = loop_carry_axes(step, carry, (LAST, *rest_axes), *first, t0, params, cfg)
         v_step = lane_vmap(step, in_axes=(cax, LAST, *rest_axes), out_axes=(cax, 0, 0))
         v_freeze = lane_vmap(freeze, in_axes=(0, cax, cax), out_axes=cax)
         carry = move_axes(carry, 0, cax)
@@ -284,23 +285,6 @@ def _chunk_body(
     carry, ys = lax.scan(body, carry, (noise, sched, ts), unroll=unroll)
     # carry batch-first between chunks; per-tick outputs [B, ct, ...]
     return move_axes(carry, cax, 0), jax.tree.map(time_major, ys)
-
-
-_CARRY_AXES: dict[Any, Any] = {}
-
-
-def _carry_axes(step: Any, carry: EpisodeCarry, rest_axes: tuple[Any, ...], *rest: Any) -> Any:
-    """`loop_carry_axes` of the tick, cached per program (an abstract trace of the tick)."""
-    key = (
-        step,
-        jax.tree.structure((carry, rest)),
-        tuple((jnp.shape(x), jnp.result_type(x)) for x in jax.tree.leaves((carry, rest))),
-        rest_axes,
-        jax.config.jax_enable_x64,
-    )
-    if key not in _CARRY_AXES:
-        _CARRY_AXES[key] = loop_carry_axes(step, carry, rest_axes, *rest)
-    return _CARRY_AXES[key]
 
 
 @partial(
@@ -425,8 +409,8 @@ def run_batch(
         of its last episode, which are run and dropped; results do not depend on the sharding.
       lanes: batch the tick with the batch axis innermost (`utils.lane_vmap`, the fast layout
         on the CPU); False batches it with `jax.vmap`. The same results per episode, up to the
-        last bits of float arithmetic that XLA:CPU contracts into fused multiply-adds in one
-        layout and not in the other.
+        last bits of float arithmetic that XLA:CPU associates differently in the two layouts
+        (fused multiply-adds); float32 trajectories can then diverge, as across batch sizes.
 
     Returns:
       `(results [B], telemetry [K, T] or None)` with NumPy leaves.
