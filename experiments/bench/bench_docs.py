@@ -119,3 +119,60 @@ def episode_timer(ticks: int):  # noqa: ANN201
         return time.perf_counter() - t0
 
     return call
+
+
+def episode_ab(argv, description: str, repeats: int, arms: dict):  # noqa: ANN001, ANN201
+    """Run an episode A/B benchmark: parse `ab_parser` arguments, split the CPU into devices
+    (`configure_cpu_devices`, before JAX starts), then per batch size time the two `arms`
+    (`{name: run_batch kwargs}`, base arm first) interleaved. Returns `(args, rows)`, a row per
+    B with env-steps/s and compile seconds per arm (`rows[i][name]`, `rows[i]["c_" + name]`)
+    and `speedup` = median over the pairs of base wall / other wall."""
+    import statistics
+
+    args = ab_parser(description, repeats=repeats).parse_args(argv)
+    from paraphina_jax.sim.devices import configure_cpu_devices
+
+    configure_cpu_devices(args.cpu_devices)
+
+    import numpy as np
+
+    from paraphina_jax.sim import episode as E
+
+    t = args.ticks
+    call = episode_timer(t)
+    base, other = list(arms)
+    rows = []
+    for b in [int(x) for x in args.batches.split(",")]:
+        keys = E.episode_keys(np.arange(b))
+        walls = interleaved_walls(
+            {name: (lambda kw=kw, k=keys: call(k, **kw)) for name, kw in arms.items()}, args.repeats
+        )
+        med = {a: statistics.median(walls[a]) for a in arms}
+        rows.append(
+            dict(
+                B=b,
+                **{a: b * t / med[a] for a in arms},
+                **{f"c_{a}": walls[f"{a}/first"] - med[a] for a in arms},
+                speedup=pair_ratio(walls[base], walls[other]),
+            )
+        )
+        r = rows[-1]
+        print(
+            f"B={b}: {base} {r[base]:,.0f}, {other} {r[other]:,.0f} env-steps/s, "
+            f"speed-up {r['speedup']:.2f}×",
+            flush=True,
+        )
+    return args, rows
+
+
+def finish_section(key: str, script: str, argv, lines: list, no_write: bool) -> None:  # noqa: ANN001
+    """Print a benchmark section (`lines` after its title) with its command line and machine
+    inserted, and write it to docs/BENCHMARKS.md unless `no_write`."""
+    import sys
+
+    cmd = f"python experiments/bench/{script} " + " ".join(argv or sys.argv[1:])
+    text = "\n".join([lines[0], "", f"Command: `{cmd.strip()}`  ", f"Machine: {machine()}.  "])
+    text += "\n" + "\n".join(lines[1:]) + "\n"
+    print(text)
+    if not no_write:
+        write_section(key, text)

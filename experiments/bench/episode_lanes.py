@@ -14,7 +14,6 @@ section "Lane-last batching".
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,73 +24,29 @@ KEY = "episode-lanes"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench_docs import ab_parser
+    from bench_docs import episode_ab, finish_section
 
-    args = ab_parser(__doc__.splitlines()[0], repeats=7).parse_args(argv)
-
-    from paraphina_jax.sim.devices import configure_cpu_devices
-
-    configure_cpu_devices(args.cpu_devices)  # before JAX starts its backend
-
-    import numpy as np
-    from bench_docs import episode_timer, interleaved_walls, machine, pair_ratio, write_section
-
-    from paraphina_jax.sim import episode as E
-
-    t = args.ticks
-    call = episode_timer(t)
-
-    rows = []
-    for b in [int(x) for x in args.batches.split(",")]:
-        keys = E.episode_keys(np.arange(b))
-        walls = interleaved_walls(
-            {
-                "vmap": lambda k=keys: call(k, lanes=False),
-                "lanes": lambda k=keys: call(k, lanes=True),
-            },
-            args.repeats,
-        )
-        med = {a: statistics.median(walls[a]) for a in ("vmap", "lanes")}
-        rows.append(
-            dict(
-                B=b,
-                **{a: b * t / med[a] for a in med},
-                **{f"c_{a}": walls[f"{a}/first"] - med[a] for a in med},
-                speedup=pair_ratio(walls["vmap"], walls["lanes"]),
-            )
-        )
-        r = rows[-1]
-        print(
-            f"B={b}: vmap {r['vmap']:,.0f}, lanes {r['lanes']:,.0f} env-steps/s, "
-            f"speed-up {r['speedup']:.2f}×",
-            flush=True,
-        )
-    cmd = "python experiments/bench/episode_lanes.py " + " ".join(argv or sys.argv[1:])
+    arms = {"vmap": {"lanes": False}, "lanes": {"lanes": True}}
+    args, rows = episode_ab(argv, __doc__.splitlines()[0], 7, arms)
     lines = [
         "## Lane-last batching",
-        "",
-        f"Command: `{cmd.strip()}`  ",
-        f"Machine: {machine()}.  ",
         "The tick batched lane-last (`run_batch(..., lanes=True)`, the default: "
         "`paraphina_jax.utils.lane_vmap`) against the same tick batched by `jax.vmap` "
         "(`lanes=False`), same process, calls interleaved, the batch sharded over the devices "
-        f'in both. Episode as in "Episode throughput", T = {t}; env-steps/s are medians of '
-        f"{args.repeats} calls, the speed-up is the median over the pairs of (vmap wall / lanes "
-        "wall).",
+        f'in both. Episode as in "Episode throughput", T = {args.ticks}; env-steps/s are '
+        f"medians of {args.repeats} calls, the speed-up is the median over the pairs of (vmap "
+        "wall / lanes wall).",
         "",
         "| B | vmap (env-steps/s) | lanes (env-steps/s) | speed-up | compile vmap (s) "
         "| compile lanes (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['B']} | {r['vmap']:,.0f} | {r['lanes']:,.0f} | {r['speedup']:.2f}× "
-            f"| {r['c_vmap']:.1f} | {r['c_lanes']:.1f} |"
-        )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        write_section(KEY, text)
+    lines += [
+        f"| {r['B']} | {r['vmap']:,.0f} | {r['lanes']:,.0f} | {r['speedup']:.2f}× "
+        f"| {r['c_vmap']:.1f} | {r['c_lanes']:.1f} |"
+        for r in rows
+    ]
+    finish_section(KEY, "episode_lanes.py", argv, lines, args.no_write)
     return 0
 
 

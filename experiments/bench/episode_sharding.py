@@ -14,7 +14,6 @@ all wall. Writes docs/BENCHMARKS.md, section "Sharding over devices".
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
@@ -25,59 +24,28 @@ KEY = "episode-sharding"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench_docs import ab_parser
+    from bench_docs import episode_ab, finish_section
 
-    args = ab_parser(__doc__.splitlines()[0], repeats=5).parse_args(argv)
-
-    from paraphina_jax.sim.devices import configure_cpu_devices
-
-    configure_cpu_devices(args.cpu_devices)  # before JAX starts its backend
-
+    arms = {"one": {"devices": 1}, "all": {"devices": None}}
+    args, rows = episode_ab(argv, __doc__.splitlines()[0], 5, arms)
     import jax
-    import numpy as np
-    from bench_docs import episode_timer, interleaved_walls, machine, pair_ratio, write_section
 
-    from paraphina_jax.sim import episode as E
-
-    t = args.ticks
-    call = episode_timer(t)
     n_dev = len(jax.local_devices())
-
-    rows = []
-    for b in [int(x) for x in args.batches.split(",")]:
-        keys = E.episode_keys(np.arange(b))
-        walls = interleaved_walls(
-            {"one": lambda k=keys: call(k, devices=1), "all": lambda k=keys: call(k, devices=None)},
-            args.repeats,
-        )
-        one, all_ = (b * t / statistics.median(walls[d]) for d in ("one", "all"))
-        rows.append(dict(B=b, one=one, all=all_, speedup=pair_ratio(walls["one"], walls["all"])))
-        print(
-            f"B={b}: one device {one:,.0f}, {n_dev} devices {all_:,.0f} env-steps/s, "
-            f"speed-up {rows[-1]['speedup']:.2f}×",
-            flush=True,
-        )
-    cmd = "python experiments/bench/episode_sharding.py " + " ".join(argv or sys.argv[1:])
     lines = [
         "## Sharding over devices",
-        "",
-        f"Command: `{cmd.strip()}`  ",
-        f"Machine: {machine()}.  ",
         f"The batch on one device against the batch sharded over all {n_dev} (`run_batch(..., "
         "devices=1)` vs the default), same process, calls interleaved; XLA intra-op threading "
         'off in both (the setting `configure_cpu_devices` makes). Episode as in "Episode '
-        f'throughput", T = {t}; env-steps/s are medians of {args.repeats} calls, the speed-up is '
-        "the median over the pairs of (one wall / sharded wall).",
+        f'throughput", T = {args.ticks}; env-steps/s are medians of {args.repeats} calls, the '
+        "speed-up is the median over the pairs of (one wall / sharded wall).",
         "",
         f"| B | one device (env-steps/s) | {n_dev} devices (env-steps/s) | speed-up |",
         "|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(f"| {r['B']} | {r['one']:,.0f} | {r['all']:,.0f} | {r['speedup']:.2f}× |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_write:
-        write_section(KEY, text)
+    lines += [
+        f"| {r['B']} | {r['one']:,.0f} | {r['all']:,.0f} | {r['speedup']:.2f}× |" for r in rows
+    ]
+    finish_section(KEY, "episode_sharding.py", argv, lines, args.no_write)
     return 0
 
 
